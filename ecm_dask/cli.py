@@ -1,0 +1,135 @@
+"""Command line: ``ecm-dask ingest | demo | info``.
+
+User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
+status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EcmError
+
+
+def _friendly(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EcmError as exc:
+            if os.environ.get("ECM_DASK_DEBUG"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: run the same command again to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ecm_dask")
+def main():
+    """ecm-dask: electron correlation microscopy image series -> maps of atomic dynamics."""
+
+
+def _positive(name):
+    def check(ctx, param, value):
+        if value is not None and not value > 0:
+            raise click.BadParameter(f"must be positive, got {value}", param_hint=name)
+        return value
+
+    return check
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="series store to write (*.zarr)")
+@click.option("--frame-time", type=float, callback=_positive("--frame-time"),
+              help="seconds between frames (overrides the file)")
+@click.option("--pixel-size", type=float, callback=_positive("--pixel-size"), help="pixel size in nm (overrides the file)")
+@click.option("--temperature", type=float, help="sample temperature in degrees Celsius")
+@click.option("--material", help="sample material, e.g. Pt57.5Cu14.7Ni5.3P22.5")
+@click.option("--instrument", help="instrument and mode, e.g. 'Titan, tilted dark field'")
+@click.option("--description", help="free text stored with the series")
+@click.option("--format", "fmt", help="force the reader (tiff, tiff-folder, dm, emd, hdf5, mrc, npy, zarr)")
+@click.option("--dataset", help="dataset path inside an HDF5 file or Zarr group")
+@click.option("--tile", type=click.IntRange(8, 1024), default=64, show_default=True,
+              help="spatial size of an inner chunk, pixels")
+@click.option("--shard-mb", type=float, default=64.0, show_default=True,
+              help="uncompressed size of one shard (frames x whole frame), MiB; one task holds one shard")
+@click.option("--overwrite", is_flag=True, help="replace an existing store at OUTPUT")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_friendly
+def ingest(inputs, output, frame_time, pixel_size, temperature, material, instrument, description, fmt, dataset,
+           tile, shard_mb, overwrite, quiet):
+    """Convert INPUTS (a multi-frame file, a folder of frames, or frame files) into a series store.
+
+    Formats: multi-page TIFF or a folder of TIFFs, Gatan DM3/DM4, Velox or Berkeley EMD, HDF5, MRC,
+    NumPy .npy, Zarr.  An interrupted ingest resumes when run again with the same arguments.
+    """
+    from .pipeline.ingest import ingest as run_ingest
+    from .store.info import describe
+
+    path = run_ingest(list(inputs) if len(inputs) > 1 else inputs[0], output, frame_time_s=frame_time,
+                      pixel_size_nm=pixel_size, temperature_C=temperature, material=material, instrument=instrument,
+                      description=description, format=fmt, dataset=dataset, overwrite=overwrite, tile=tile,
+                      shard_mb=shard_mb, progress=not quiet)
+    click.echo(describe(path))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@_friendly
+def info(store):
+    """Describe what is in a STORE (series or results)."""
+    from .store.info import describe
+
+    click.echo(describe(store))
+
+
+def _parse_size(ctx, param, value):
+    try:
+        parts = [int(v) for v in value.lower().replace("*", "x").split("x")]
+    except ValueError:
+        raise click.BadParameter(f"expected NY or NYxNX, got {value!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 16:
+        raise click.BadParameter(f"expected NY or NYxNX with both >= 16, got {value!r}")
+    return tuple(parts)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True,
+              help="output folder")
+@click.option("--size", default="96x128", show_default=True, callback=_parse_size, help="frame size NYxNX, pixels")
+@click.option("--frames", type=click.IntRange(2, None), default=4000, show_default=True, help="number of frames")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="replace an existing demo output")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_friendly
+def demo(output, size, frames, seed, overwrite, quiet):
+    """Generate the synthetic nanowire series with ground truth and run the pipeline on it."""
+    from .synth import SynthParams, write_synthetic_series
+    from .store.info import describe, truth_summary
+
+    params = SynthParams(ny=size[0], nx=size[1], n_frames=frames, seed=seed)
+    series = Path(output) / "series.zarr"
+    write_synthetic_series(series, params, overwrite=overwrite, progress=not quiet)
+    click.echo(describe(series))
+    click.echo(truth_summary(series))
+    click.echo(f"demo output: {series.resolve()}")
+    click.echo("explore it:  python -c \"import xarray as xr; print(xr.open_zarr('"
+               f"{series}'))\"")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

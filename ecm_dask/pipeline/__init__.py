@@ -1,0 +1,1 @@
+"""Pipeline stages with Zarr checkpoints: ingest -> drift -> g2 -> fit -> maps/analysis -> report."""

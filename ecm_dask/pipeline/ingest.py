@@ -1,0 +1,177 @@
+"""Ingest stage: raw instrument files -> ``series.zarr`` (the one expensive transpose of the pipeline).
+
+The input is read in time slabs of one shard each (the order in which it lies on disk) and written as
+whole shards whose inner chunks are long in time and small in space.  Every later stage reads pixel
+blocks over all time or a small ROI straight from those chunks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import schema as S
+from ..errors import MetadataError, StoreError
+from ..readers.base import FrameSource
+from ..store import layout as L
+from ..store import series as SS
+
+
+def provenance(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Package versions, time and command line, recorded in every store ecm_dask writes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("ecm_dask", "numpy", "scipy", "dask", "distributed", "xarray", "zarr", "numcodecs"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    out = {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+           "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) if sys.argv else "",
+           "versions": versions}
+    if extra:
+        out.update(extra)
+    return out
+
+
+def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, pixel_size_nm: float | None = None,
+                     temperature_C: float | None = None, material: str | None = None,
+                     instrument: str | None = None, description: str | None = None) -> dict[str, Any]:
+    """Series attributes from the file's own metadata, overridden by the caller's (CLI flags).
+
+    Raises
+    ------
+    MetadataError
+        If the frame time or pixel size is neither in the file nor given, or is absurd; the message
+        names the file and the flag to set.
+    """
+    m = source.metadata
+    ft = frame_time_s if frame_time_s is not None else m.frame_time_s
+    px = pixel_size_nm if pixel_size_nm is not None else m.pixel_size_nm
+    if ft is None:
+        raise MetadataError(f"{source.label}: the file does not record the frame time; give it with --frame-time SECONDS")
+    if px is None:
+        raise MetadataError(f"{source.label}: the file does not record the pixel size; give it with --pixel-size NM")
+    where_ft = "--frame-time" if frame_time_s is not None else f"{source.label}: frame time in file"
+    where_px = "--pixel-size" if pixel_size_nm is not None else f"{source.label}: pixel size in file"
+    meta = {
+        S.ATTR_FRAME_TIME: S.check_frame_time(ft, where_ft),
+        S.ATTR_PIXEL_SIZE: S.check_pixel_size(px, where_px),
+        S.ATTR_TEMPERATURE: S.check_temperature(temperature_C if temperature_C is not None else m.temperature_C,
+                                                "--temperature"),
+        S.ATTR_MATERIAL: material or S.UNKNOWN,
+        S.ATTR_INSTRUMENT: instrument or m.instrument or S.UNKNOWN,
+        S.ATTR_SOURCE: [os.path.abspath(p) if os.path.exists(p) else p for p in source.paths],
+    }
+    attrs = S.series_attrs(meta)
+    if description:
+        attrs[S.ATTR_DESCRIPTION] = description
+    attrs[S.ATTR_PROVENANCE] = provenance({"input": source.fingerprint(), "file_metadata": m.extra,
+                                           "reader": type(source).__name__})
+    return attrs
+
+
+def _write_one(source: FrameSource, writer: SS.ShardWriter, index: int) -> int:
+    start, stop = writer.layout.shard_frames(index)
+    return writer(index, source.read(start, stop))
+
+
+def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str, Any], *, overwrite: bool = False,
+                 tile: int = L.DEFAULT_TILE, shard_bytes: int = L.DEFAULT_SHARD_BYTES,
+                 frames_per_shard: int | None = None, key_extra: Any = None, progress: bool = True) -> Path:
+    """Write ``source`` into a series store at ``output``, resuming an interrupted write of the same input.
+
+    Parameters
+    ----------
+    source : any :class:`~ecm_dask.readers.base.FrameSource`
+    output : store path; must not exist unless it is an interrupted store of the same input and settings
+        (then it is resumed) or ``overwrite`` is set (then an existing ecm_dask store there is replaced)
+    attrs : series attributes (from :func:`resolve_metadata`)
+    tile, shard_bytes, frames_per_shard : layout (see :func:`~ecm_dask.store.layout.plan_layout`)
+    key_extra : anything else that must match for a resume (e.g. synthetic parameters)
+    progress : show a progress bar
+
+    Returns
+    -------
+    Path of the complete store.
+    """
+    import dask
+
+    output = Path(output)
+    layout = L.plan_layout(source.shape, source.dtype.itemsize, tile=tile, shard_bytes=shard_bytes,
+                           frames_per_shard=frames_per_shard)
+    key_attrs = {k: v for k, v in attrs.items() if k != S.ATTR_PROVENANCE}
+    key = SS.fingerprint({"input": source.fingerprint(), "layout": layout.as_dict(), "attrs": key_attrs,
+                          "extra": key_extra})
+    state = SS.store_state(output)
+    if state == SS.FOREIGN:
+        raise StoreError(f"{output} exists and is not an ecm_dask store; choose another output path")
+    if state == SS.COMPLETE and not overwrite:
+        raise StoreError(f"{output} already holds a complete series; use --overwrite to replace it")
+    if state == SS.INCOMPLETE and not overwrite and SS.store_key(output) != key:
+        raise StoreError(f"{output} holds an interrupted ingest of a different input or settings; "
+                         "use --overwrite to start over")
+    if overwrite and state in (SS.COMPLETE, SS.INCOMPLETE):
+        SS.remove_store(output)
+        state = SS.ABSENT
+    if state == SS.ABSENT:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        SS.create_series(output, layout, source.dtype, attrs, key)
+    todo = SS.pending_shards(output)
+    if progress and state == SS.INCOMPLETE:
+        print(f"resuming {output}: {layout.n_shards - len(todo)} of {layout.n_shards} shards already written",
+              file=sys.stderr)
+    writer = SS.ShardWriter(output, layout)
+    tasks = [dask.delayed(_write_one, pure=False)(source, writer, i, dask_key_name=f"ingest-shard-{i}-{key[:8]}")
+             for i in todo]
+    from ..compute import run
+
+    run(tasks, progress=progress,
+        label=f"ingest {source.label} -> {output}: {source.shape} {source.dtype}, {len(todo)} shard(s) "
+              f"of {layout.shard[0]} frames, chunks {layout.chunk}")
+    SS.finalize_series(output)
+    return output
+
+
+def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str | os.PathLike, *,
+           frame_time_s: float | None = None, pixel_size_nm: float | None = None,
+           temperature_C: float | None = None, material: str | None = None, instrument: str | None = None,
+           description: str | None = None, format: str | None = None, dataset: str | None = None,
+           overwrite: bool = False, tile: int = L.DEFAULT_TILE, shard_mb: float = L.DEFAULT_SHARD_BYTES / 2**20,
+           progress: bool = True) -> Path:
+    """Read instrument files and write a series store; see :func:`write_series` for resume rules.
+
+    Parameters
+    ----------
+    inputs : a file, a folder of frames, or a list of frame files
+    output : the ``series.zarr`` to write
+    frame_time_s, pixel_size_nm : calibration; override what the file says (required if it says nothing)
+    temperature_C, material, instrument, description : sample and instrument description
+    format, dataset : force the reader, or name the dataset inside HDF5/Zarr containers
+    overwrite : replace an existing store at ``output``
+    tile, shard_mb : layout (inner chunk tile in pixels, shard size in MiB)
+    progress : show progress
+
+    Returns
+    -------
+    Path of the complete store.
+    """
+    from ..readers import open_source
+
+    source = open_source(inputs, format=format, dataset=dataset)
+    out = Path(output)
+    for p in source.paths:
+        if os.path.abspath(p) == os.path.abspath(out) or Path(p).resolve().is_relative_to(out.resolve()):
+            raise StoreError(f"output {out} would overwrite the input {p}; choose another output path")
+    attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
+                             temperature_C=temperature_C, material=material, instrument=instrument,
+                             description=description)
+    if shard_mb <= 0:
+        raise MetadataError(f"--shard-mb must be positive, got {shard_mb}")
+    return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),
+                        progress=progress)

@@ -1,0 +1,292 @@
+"""The ecm_dask data model: the one place where names of dims, variables, attributes and units live.
+
+Every other module imports names from here instead of spelling strings, so a store written by one
+version can be checked by :func:`validate_series` and read by the next.
+
+Series store (``series.zarr``)
+------------------------------
+root dataset
+    ``intensity (time, y, x)``   detector counts, the input dtype kept (integers stay integers)
+    coords ``time`` (s, from frame 0), ``y``, ``x`` (nm, pixel centres from the first pixel)
+    attrs  see :data:`SERIES_REQUIRED_ATTRS` and :data:`SERIES_OPTIONAL_ATTRS`
+group ``truth`` (synthetic series only)
+    ground-truth maps on the sample grid and the true drift.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+
+SCHEMA_VERSION = 1
+
+# --------------------------------------------------------------------------------------------- dims
+TIME = "time"
+Y = "y"
+X = "x"
+LAG = "lag"
+PARAM = "param"
+KY = "ky"
+KX = "kx"
+Q = "q"
+TEMPERATURE = "temperature"
+AXIS = "axis"  # (y, x) component of a shift vector
+SERIES_DIMS = (TIME, Y, X)
+
+# ---------------------------------------------------------------------------------------- variables
+INTENSITY = "intensity"
+SHIFT = "shift"  # drift, (time, axis) in pixels
+
+# truth group of a synthetic series
+TRUTH_GROUP = "truth"
+TRUTH_TAU = "tau"
+TRUTH_BETA = "beta"
+TRUTH_CONTRAST = "contrast"
+TRUTH_MEAN = "mean_counts"
+TRUTH_REGION = "region"
+TRUTH_SURFACE_DISTANCE = "surface_distance"
+TRUTH_SHIFT = SHIFT
+
+# region codes in the truth ``region`` map
+REGION_VACUUM = 0
+REGION_BULK = 1
+REGION_SURFACE = 2
+REGION_CRYSTAL = 3
+REGION_NAMES = {REGION_VACUUM: "vacuum", REGION_BULK: "bulk", REGION_SURFACE: "surface", REGION_CRYSTAL: "crystal"}
+
+# -------------------------------------------------------------------------------------------- units
+UNITS = {
+    TIME: "s",
+    Y: "nm",
+    X: "nm",
+    LAG: "s",
+    INTENSITY: "counts",
+    SHIFT: "pixel",
+    TRUTH_TAU: "s",
+    TRUTH_BETA: "1",
+    TRUTH_CONTRAST: "1",
+    TRUTH_MEAN: "counts",
+    TRUTH_SURFACE_DISTANCE: "nm",
+    TEMPERATURE: "degC",
+}
+
+# -------------------------------------------------------------------------------------- attributes
+ATTR_FRAME_TIME = "frame_time_s"
+ATTR_PIXEL_SIZE = "pixel_size_nm"
+ATTR_TEMPERATURE = "temperature_C"
+ATTR_MATERIAL = "material"
+ATTR_INSTRUMENT = "instrument"
+ATTR_SOURCE = "source"  # list of input file paths (or "synthetic")
+ATTR_PROVENANCE = "provenance"  # dict: package versions, created time, command, input fingerprint
+ATTR_SCHEMA_VERSION = "ecm_dask_schema_version"
+ATTR_COMPLETE = "ecm_dask_complete"  # True only once every shard is written
+ATTR_DESCRIPTION = "description"
+ATTR_UNITS = "units"
+ATTR_LONG_NAME = "long_name"
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """What a series attribute must hold."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    description: str
+    positive: bool = False
+    finite: bool = False
+
+
+SERIES_REQUIRED_ATTRS: tuple[AttrSpec, ...] = (
+    AttrSpec(ATTR_FRAME_TIME, (int, float), "time between frames in seconds", positive=True, finite=True),
+    AttrSpec(ATTR_PIXEL_SIZE, (int, float), "pixel size in nanometres", positive=True, finite=True),
+    AttrSpec(ATTR_TEMPERATURE, (int, float, type(None)), "sample temperature in degrees Celsius (null if unknown)"),
+    AttrSpec(ATTR_MATERIAL, str, "sample material, e.g. Pt57.5Cu14.7Ni5.3P22.5 ('unknown' allowed)"),
+    AttrSpec(ATTR_INSTRUMENT, str, "instrument or source, e.g. 'FEI Titan, tilted dark field' ('unknown' allowed)"),
+    AttrSpec(ATTR_SOURCE, (str, list), "input file path(s), or 'synthetic'"),
+    AttrSpec(ATTR_PROVENANCE, dict, "how the store was made: package versions, time, command, input fingerprint"),
+    AttrSpec(ATTR_SCHEMA_VERSION, int, "version of this data model"),
+)
+
+SERIES_OPTIONAL_ATTRS: tuple[AttrSpec, ...] = (
+    AttrSpec(ATTR_DESCRIPTION, str, "free text"),
+    AttrSpec(ATTR_COMPLETE, bool, "True once every shard of the store is written"),
+)
+
+# Plausibility bounds: values outside are almost certainly a unit mistake.
+FRAME_TIME_RANGE_S = (1e-6, 3600.0)
+PIXEL_SIZE_RANGE_NM = (1e-4, 1e4)
+TEMPERATURE_RANGE_C = (-273.15, 3000.0)
+
+
+def _is_number(value: Any) -> bool:
+    """True for ints and floats (NaN included), False for bools, strings and everything else."""
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_frame_time(value: Any, where: str = "frame time") -> float:
+    """Return ``value`` as a float number of seconds, or raise :class:`MetadataError` saying why not."""
+    from .errors import MetadataError
+
+    return _check_range(value, where, "s", FRAME_TIME_RANGE_S, "--frame-time", MetadataError)
+
+
+def check_pixel_size(value: Any, where: str = "pixel size") -> float:
+    """Return ``value`` as a float number of nanometres, or raise :class:`MetadataError` saying why not."""
+    from .errors import MetadataError
+
+    return _check_range(value, where, "nm", PIXEL_SIZE_RANGE_NM, "--pixel-size", MetadataError)
+
+
+def check_temperature(value: Any, where: str = "temperature") -> float | None:
+    """Return ``value`` as degrees Celsius (``None`` = unknown), or raise :class:`MetadataError`."""
+    from .errors import MetadataError
+
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise MetadataError(f"{where} must be a number in degrees Celsius, got {value!r} (set --temperature)") from None
+    if math.isnan(v):
+        return None
+    lo, hi = TEMPERATURE_RANGE_C
+    if not lo <= v <= hi:
+        raise MetadataError(f"{where} = {v} degC is outside [{lo}, {hi}] degC; give --temperature in degrees Celsius")
+    return v
+
+
+def _check_range(value, where, unit, bounds, flag, exc):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise exc(f"{where} must be a number in {unit}, got {value!r} (set {flag})") from None
+    if not math.isfinite(v) or v <= 0:
+        raise exc(f"{where} must be a positive number of {unit}, got {value!r} (set {flag})")
+    lo, hi = bounds
+    if not lo <= v <= hi:
+        raise exc(f"{where} = {v:g} {unit} is outside the plausible range [{lo:g}, {hi:g}] {unit}; "
+                  f"check the unit (set {flag})")
+    return v
+
+
+def validate_series(ds, *, require_complete: bool = False) -> None:
+    """Check that ``ds`` is a valid ecm_dask image series; raise :class:`ValidationError` listing every problem.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Typically ``xr.open_zarr("series.zarr")``.
+    require_complete : bool
+        Also require the store's completion flag (set only after every shard was written).
+
+    Raises
+    ------
+    ValidationError
+        With one line per problem: which variable, coordinate or attribute, what was found and
+        what was expected.
+    """
+    import numpy as np
+
+    problems: list[str] = []
+    if INTENSITY not in ds.data_vars:
+        problems.append(f"no data variable {INTENSITY!r} (found: {sorted(map(str, ds.data_vars)) or 'none'})")
+    else:
+        da = ds[INTENSITY]
+        if tuple(da.dims) != SERIES_DIMS:
+            problems.append(f"{INTENSITY!r} has dims {tuple(da.dims)}, expected {SERIES_DIMS}")
+        if not (np.issubdtype(da.dtype, np.integer) or np.issubdtype(da.dtype, np.floating)):
+            problems.append(f"{INTENSITY!r} has dtype {da.dtype}, expected integer or floating counts")
+        else:
+            for dim, n in zip(da.dims, da.shape):
+                if dim == TIME and n < 2:
+                    problems.append(f"{INTENSITY!r} has {n} frame(s) along {TIME!r}; a correlation needs at least 2")
+                elif n < 1:
+                    problems.append(f"{INTENSITY!r} is empty along {dim!r}")
+        for dim in SERIES_DIMS:
+            if dim not in ds.coords:
+                problems.append(f"no coordinate {dim!r}")
+                continue
+            c = ds.coords[dim]
+            if c.attrs.get(ATTR_UNITS) != UNITS[dim]:
+                problems.append(f"coordinate {dim!r} has units {c.attrs.get(ATTR_UNITS)!r}, expected {UNITS[dim]!r}")
+            vals = np.asarray(c.values)
+            if vals.size and not np.issubdtype(vals.dtype, np.number):
+                problems.append(f"coordinate {dim!r} is not numeric ({vals.dtype})")
+            elif vals.size > 1 and not np.all(np.diff(vals) > 0):
+                problems.append(f"coordinate {dim!r} is not strictly increasing")
+    attrs = ds.attrs
+    for spec in SERIES_REQUIRED_ATTRS:
+        if spec.name not in attrs:
+            problems.append(f"missing attribute {spec.name!r} ({spec.description})")
+            continue
+        value = attrs[spec.name]
+        if spec.name == ATTR_TEMPERATURE and value is None:
+            continue
+        numeric = spec.kind in ((int, float), (int, float, type(None)))
+        if numeric and not _is_number(value):
+            problems.append(f"attribute {spec.name!r} = {value!r} is not a number ({spec.description})")
+        elif not numeric and not isinstance(value, spec.kind):
+            problems.append(f"attribute {spec.name!r} = {value!r} has type {type(value).__name__}, "
+                            f"expected {spec.kind if isinstance(spec.kind, type) else spec.kind}")
+    for name, checker in ((ATTR_FRAME_TIME, check_frame_time), (ATTR_PIXEL_SIZE, check_pixel_size),
+                          (ATTR_TEMPERATURE, check_temperature)):
+        if name in attrs and _is_number(attrs[name]):
+            try:
+                checker(attrs[name], where=f"attribute {name!r}")
+            except Exception as exc:  # MetadataError
+                problems.append(str(exc))
+    if ATTR_SCHEMA_VERSION in attrs and attrs[ATTR_SCHEMA_VERSION] != SCHEMA_VERSION:
+        problems.append(f"attribute {ATTR_SCHEMA_VERSION!r} = {attrs[ATTR_SCHEMA_VERSION]!r}, "
+                        f"this ecm_dask reads version {SCHEMA_VERSION}")
+    if require_complete and attrs.get(ATTR_COMPLETE) is not True:
+        problems.append(f"the store is incomplete ({ATTR_COMPLETE!r} is not true): an ingest was interrupted; "
+                        "run the same ingest command again to resume")
+    # coordinates agree with the calibration
+    if not problems and INTENSITY in ds:
+        ft = float(attrs[ATTR_FRAME_TIME])
+        px = float(attrs[ATTR_PIXEL_SIZE])
+        t = np.asarray(ds[TIME].values, dtype=float)
+        if t.size > 1 and not np.allclose(np.median(np.diff(t)), ft, rtol=1e-3):
+            problems.append(f"coordinate {TIME!r} steps by {np.median(np.diff(t)):g} s but "
+                            f"{ATTR_FRAME_TIME!r} = {ft:g} s")
+        for dim in (Y, X):
+            c = np.asarray(ds[dim].values, dtype=float)
+            if c.size > 1 and not np.allclose(np.diff(c), px, rtol=1e-6):
+                problems.append(f"coordinate {dim!r} steps by {np.diff(c)[0]:g} nm but {ATTR_PIXEL_SIZE!r} = {px:g} nm")
+    if problems:
+        raise ValidationError(problems)
+
+
+def coord_attrs(name: str, long_name: str | None = None) -> dict[str, str]:
+    """Attributes for a coordinate or variable: its units and a readable name."""
+    out = {ATTR_UNITS: UNITS[name]}
+    if long_name:
+        out[ATTR_LONG_NAME] = long_name
+    return out
+
+
+def series_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the attributes of a series from a metadata mapping, with defaults for the optional text ones."""
+    out = {
+        ATTR_FRAME_TIME: float(meta[ATTR_FRAME_TIME]),
+        ATTR_PIXEL_SIZE: float(meta[ATTR_PIXEL_SIZE]),
+        ATTR_TEMPERATURE: check_temperature(meta.get(ATTR_TEMPERATURE)),
+        ATTR_MATERIAL: str(meta.get(ATTR_MATERIAL) or UNKNOWN),
+        ATTR_INSTRUMENT: str(meta.get(ATTR_INSTRUMENT) or UNKNOWN),
+        ATTR_SOURCE: meta.get(ATTR_SOURCE, UNKNOWN),
+        ATTR_PROVENANCE: dict(meta.get(ATTR_PROVENANCE, {})),
+        ATTR_SCHEMA_VERSION: SCHEMA_VERSION,
+    }
+    return out

@@ -1,0 +1,92 @@
+"""Human-readable summaries of stores (``ecm-dask info``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import schema as S
+from ..errors import StoreError
+from . import series as SS
+
+
+def disk_usage(path: str | os.PathLike) -> int:
+    """Bytes used by all files below ``path``."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A multi-line description of a series store: shape, calibration, layout, size, completeness."""
+    path = Path(path)
+    state = SS.store_state(path)
+    if state == SS.ABSENT:
+        raise StoreError(f"{path}: no such store")
+    if state == SS.FOREIGN:
+        raise StoreError(f"{path} is not an ecm_dask store")
+    ds = SS.open_series(path, require_complete=False, validate=False)
+    a = ds.attrs
+    da = ds[S.INTENSITY]
+    n, ny, nx = da.shape
+    ft, px = a[S.ATTR_FRAME_TIME], a[S.ATTR_PIXEL_SIZE]
+    enc = da.encoding
+    used = disk_usage(path)
+    temp = a.get(S.ATTR_TEMPERATURE)
+    lines = [
+        f"{path}  ({'complete' if state == SS.COMPLETE else 'INCOMPLETE: run the ingest again to resume'})",
+        f"  intensity  (time: {n}, y: {ny}, x: {nx})  {da.dtype}",
+        f"  duration   {n * ft:g} s = {n} frames x {ft:g} s",
+        f"  field      {ny * px:.4g} x {nx * px:.4g} nm  ({px:g} nm/pixel)",
+        f"  sample     {a.get(S.ATTR_MATERIAL, S.UNKNOWN)} at "
+        f"{'unknown temperature' if temp is None else f'{temp:g} degC'}",
+        f"  instrument {a.get(S.ATTR_INSTRUMENT, S.UNKNOWN)}",
+        f"  layout     shards {tuple(enc.get('shards') or ())}, inner chunks {tuple(enc.get('chunks') or ())}",
+        f"  size       {_human(da.nbytes)} raw, {_human(used)} on disk ({da.nbytes / max(used, 1):.2f}x)",
+    ]
+    src = a.get(S.ATTR_SOURCE)
+    if src:
+        src = [src] if isinstance(src, str) else src
+        lines.append(f"  source     {src[0]}" + (f" (+{len(src) - 1} more)" if len(src) > 1 else ""))
+    if (path / S.TRUTH_GROUP).is_dir():
+        lines.append(f"  truth      group '{S.TRUTH_GROUP}' (synthetic ground truth)")
+    return "\n".join(lines)
+
+
+def truth_summary(path: str | os.PathLike) -> str:
+    """Ground-truth statistics of a synthetic series (τ, β, contrast per region, drift)."""
+    import xarray as xr
+
+    with SS._quiet():
+        t = xr.open_zarr(path, group=S.TRUTH_GROUP)
+    region = t[S.TRUTH_REGION].values
+    lines = ["ground truth (synthetic):"]
+    for code in (S.REGION_BULK, S.REGION_SURFACE):
+        m = region == code
+        if not m.any():
+            continue
+        tau = t[S.TRUTH_TAU].values[m]
+        beta = t[S.TRUTH_BETA].values[m]
+        q = np.percentile(tau, [5, 50, 95])
+        lines.append(f"  {S.REGION_NAMES[code]:8s} {m.sum():6d} px  tau median {q[1]:.3g} s "
+                     f"(5-95%: {q[0]:.3g}-{q[2]:.3g} s), beta median {np.median(beta):.2f} "
+                     f"(IQR {np.subtract(*np.percentile(beta, [75, 25])):.2f})")
+    shift = t[S.TRUTH_SHIFT].values
+    lines.append(f"  drift    final shift (dy, dx) = ({shift[-1, 0]:+.2f}, {shift[-1, 1]:+.2f}) px, "
+                 f"max |shift| {np.abs(shift).max():.2f} px")
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""Series store: layout planning, exact round trips, partial reads, validation, interrupt and resume."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from ecm_dask import schema as S
+from ecm_dask.errors import InputError, MetadataError, StoreError, ValidationError
+from ecm_dask.pipeline.ingest import resolve_metadata, write_series
+from ecm_dask.readers.memory import ArraySource
+from ecm_dask.store import series as SS
+from ecm_dask.store.layout import plan_layout
+
+
+def _source(shape=(40, 70, 90), dtype="uint16", seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "f":
+        data = rng.gamma(2.0, 50.0, shape).astype(dtype)
+    else:
+        data = rng.integers(0, min(np.iinfo(dtype).max, 60000), shape, dtype=dtype)
+    return ArraySource(data, frame_time_s=kw.pop("frame_time_s", 0.25), pixel_size_nm=kw.pop("pixel_size_nm", 0.33))
+
+
+def _write(src, path, **kw):
+    attrs = resolve_metadata(src, temperature_C=kw.pop("temperature_C", 266.0), material="PtCuNiP")
+    return write_series(src, path, attrs, progress=False, **kw)
+
+
+# ----------------------------------------------------------------------------------------- layout
+def test_layout_shard_length_follows_byte_budget_and_tiles_pad_the_frame():
+    lay = plan_layout((4000, 631, 861), 2, tile=64, shard_bytes=64 << 20)
+    assert lay.shard[1:] == (640, 896)  # padded up to whole tiles
+    assert lay.shard[0] == (64 << 20) // (640 * 896 * 2) == 58
+    assert lay.chunk == (58, 64, 64)
+    assert lay.n_shards == 69 and lay.shard_frames(68) == (68 * 58, 4000)
+
+
+def test_layout_long_shards_get_inner_chunks_that_divide_them():
+    lay = plan_layout((100000, 32, 32), 2, tile=64, shard_bytes=64 << 20)
+    assert lay.chunk[1:] == (32, 32)  # tile clipped to the frame
+    assert lay.shard[0] % lay.chunk[0] == 0 and lay.chunk[0] <= 256
+    lay2 = plan_layout((50, 10, 10), 4, frames_per_shard=1000)
+    assert lay2.shard[0] == 50  # never longer than the series
+
+
+def test_layout_rejects_empty_series():
+    with pytest.raises(ValueError, match="empty"):
+        plan_layout((0, 10, 10), 2)
+
+
+# ------------------------------------------------------------------------------------- round trip
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "float32"])
+def test_round_trip_is_exact_and_keeps_dtype_units_and_attrs(tmp_path, dtype):
+    src = _source(dtype=dtype)
+    path = _write(src, tmp_path / "s.zarr", frames_per_shard=16, tile=32)
+    ds = SS.open_series(path)
+    np.testing.assert_array_equal(ds[S.INTENSITY].values, src.array)
+    assert ds[S.INTENSITY].dtype == np.dtype(dtype)
+    assert ds[S.INTENSITY].dims == S.SERIES_DIMS
+    assert ds[S.TIME].attrs["units"] == "s" and ds[S.Y].attrs["units"] == "nm"
+    np.testing.assert_allclose(ds[S.TIME].values, np.arange(40) * 0.25)
+    np.testing.assert_allclose(ds[S.X].values, np.arange(90) * 0.33)
+    assert ds.attrs[S.ATTR_FRAME_TIME] == 0.25 and ds.attrs[S.ATTR_TEMPERATURE] == 266.0
+    assert ds.attrs[S.ATTR_COMPLETE] is True
+    assert ds.attrs[S.ATTR_PROVENANCE]["versions"]["zarr"] == zarr.__version__
+    # dask chunks are the inner chunks: a pixel block over all time is a concatenation of them
+    assert ds[S.INTENSITY].data.chunksize == (16, 32, 32)
+    # plain xarray opens it too (consolidated, no progress variable left behind)
+    plain = xr.open_zarr(path)
+    assert list(plain.data_vars) == [S.INTENSITY]
+
+
+def test_one_shard_file_per_time_slab_with_the_configured_codecs(tmp_path):
+    src = _source(shape=(40, 70, 90))
+    path = _write(src, tmp_path / "s.zarr", frames_per_shard=16, tile=32)
+    arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
+    assert arr.shards == (16, 96, 96) and arr.chunks == (16, 32, 32)
+    files = sorted(os.listdir(os.path.join(path, S.INTENSITY, "c")))
+    assert files == ["0", "1", "2"]  # ceil(40 / 16) shards, each one file covering the whole frame
+    blosc = arr.metadata.codecs[0].codecs[1]
+    assert (str(getattr(blosc.cname, "value", blosc.cname)), str(getattr(blosc.shuffle, "value", blosc.shuffle))) == (
+        "zstd", "bitshuffle")
+
+
+class _CountingStore(zarr.storage.WrapperStore):
+    """Counts the bytes fetched from the wrapped store."""
+
+    def __init__(self, store):
+        super().__init__(store)
+        self.bytes_read = 0
+
+    async def get(self, key, prototype, byte_range=None):
+        buf = await self._store.get(key, prototype, byte_range)
+        if buf is not None and not key.endswith("zarr.json"):
+            self.bytes_read += len(buf)
+        return buf
+
+
+def test_small_roi_and_pixel_block_read_only_their_inner_chunks(tmp_path):
+    src = _source(shape=(64, 128, 256))
+    path = _write(src, tmp_path / "s.zarr", frames_per_shard=32, tile=32)
+    total = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(path, S.INTENSITY, "c"))
+                for f in fs)
+    store = _CountingStore(zarr.storage.LocalStore(path, read_only=True))
+    arr = zarr.open_array(store, path=S.INTENSITY, mode="r")
+    block = arr[:, 32:64, 64:96]  # one tile over all time
+    np.testing.assert_array_equal(block, src.array[:, 32:64, 64:96])
+    # 1 of 32 tiles per shard (+ the shard indexes): far less than whole frames
+    assert store.bytes_read < total / 16
+
+
+# -------------------------------------------------------------------------------------- validation
+def test_validate_series_lists_every_problem(tmp_path):
+    src = _source()
+    ds = SS.open_series(_write(src, tmp_path / "s.zarr"))
+    bad = ds.copy()
+    bad.attrs = dict(ds.attrs)
+    del bad.attrs[S.ATTR_FRAME_TIME]
+    bad.attrs[S.ATTR_PIXEL_SIZE] = -0.3
+    bad[S.X].attrs["units"] = "m"
+    with pytest.raises(ValidationError) as err:
+        S.validate_series(bad)
+    msg = str(err.value)
+    assert "missing attribute 'frame_time_s'" in msg
+    assert "'pixel_size_nm'" in msg and "positive" in msg
+    assert "coordinate 'x' has units 'm', expected 'nm'" in msg
+    assert len(err.value.problems) == 3
+
+
+def test_validate_series_rejects_wrong_dims_and_single_frame():
+    ds = xr.Dataset({S.INTENSITY: (("y", "x", "time"), np.zeros((4, 5, 1)))})
+    with pytest.raises(ValidationError) as err:
+        S.validate_series(ds)
+    msg = str(err.value)
+    assert "has dims ('y', 'x', 'time'), expected ('time', 'y', 'x')" in msg
+    assert "no coordinate 'time'" in msg
+
+
+def test_resolve_metadata_asks_for_the_flag_and_rejects_absurd_values():
+    src = ArraySource(np.zeros((4, 8, 8), "uint16"), name="frames.npy")
+    with pytest.raises(MetadataError, match=r"frames\.npy.*--frame-time"):
+        resolve_metadata(src, pixel_size_nm=0.3)
+    with pytest.raises(MetadataError, match="--pixel-size"):
+        resolve_metadata(src, frame_time_s=0.5)
+    with pytest.raises(MetadataError, match="--frame-time"):
+        resolve_metadata(src, frame_time_s=0.0, pixel_size_nm=0.3)
+    with pytest.raises(MetadataError, match="plausible range"):
+        resolve_metadata(src, frame_time_s=0.5, pixel_size_nm=3e6)
+    with pytest.raises(MetadataError, match="--temperature"):
+        resolve_metadata(src, frame_time_s=0.5, pixel_size_nm=0.3, temperature_C=-500)
+
+
+# ------------------------------------------------------------------------------- interrupt / resume
+class _FlakySource(ArraySource):
+    """Fails once when frames of ``fail_frame`` are read (simulates a crash mid-ingest)."""
+
+    def __init__(self, array, fail_frame, flag_file):
+        super().__init__(array, name="flaky.npy", frame_time_s=0.5, pixel_size_nm=0.3)
+        self.fail_frame, self.flag_file = fail_frame, str(flag_file)
+
+    def _read(self, start, stop):
+        if start <= self.fail_frame < stop and not os.path.exists(self.flag_file):
+            open(self.flag_file, "w").close()
+            raise OSError("simulated read failure")
+        return super()._read(start, stop)
+
+
+def test_interrupted_ingest_is_never_complete_and_resumes_to_identical_store(tmp_path):
+    data = np.random.default_rng(3).integers(0, 4000, (48, 40, 40), dtype="uint16")
+    src = _FlakySource(data, fail_frame=20, flag_file=tmp_path / "failed-once")
+    out = tmp_path / "s.zarr"
+    attrs = resolve_metadata(src)
+    with pytest.raises(InputError, match=r"flaky\.npy: cannot read frames 16\.\.23"):
+        write_series(src, out, attrs, frames_per_shard=8, progress=False)
+    assert SS.store_state(out) == SS.INCOMPLETE
+    assert 2 in SS.pending_shards(out)
+    with pytest.raises(ValidationError, match="incomplete"):
+        SS.open_series(out)
+    done_before = set(range(6)) - set(SS.pending_shards(out))
+    shard_file = os.path.join(out, S.INTENSITY, "c", str(min(done_before)), "0", "0")
+    mtime = os.stat(shard_file).st_mtime_ns
+    write_series(src, out, resolve_metadata(src), frames_per_shard=8, progress=False)  # resume
+    assert os.stat(shard_file).st_mtime_ns == mtime  # finished shards were not rewritten
+    ds = SS.open_series(out)
+    np.testing.assert_array_equal(ds[S.INTENSITY].values, data)
+
+
+def test_existing_outputs_are_refused_unless_overwrite(tmp_path):
+    src = _source(shape=(8, 16, 16))
+    out = _write(src, tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="--overwrite"):
+        _write(src, out)
+    other = _source(shape=(8, 16, 16), seed=1)
+    _write(other, out, overwrite=True)
+    np.testing.assert_array_equal(SS.open_series(out)[S.INTENSITY].values, other.array)
+    # an interrupted store of another input is not silently mixed
+    zarr.open_group(str(out), mode="r+").attrs[S.ATTR_COMPLETE] = False
+    with pytest.raises(StoreError, match="different input"):
+        _write(src, out)
+    # something that is not an ecm_dask store is never deleted, even with overwrite
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="not an ecm_dask store"):
+        _write(src, foreign, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"

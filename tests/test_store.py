@@ -11,7 +11,8 @@ import zarr
 
 from ecm_dask import schema as S
 from ecm_dask.errors import InputError, MetadataError, StoreError, ValidationError
-from ecm_dask.pipeline.ingest import resolve_metadata, write_series
+from ecm_dask.pipeline.ingest import resolve_metadata
+from ecm_dask.store.writer import write_series
 from ecm_dask.readers.memory import ArraySource
 from ecm_dask.store import series as SS
 from ecm_dask.store.layout import plan_layout

@@ -174,6 +174,12 @@ def store_key(path: str | os.PathLike) -> str | None:
         return None
 
 
+def write_group(path: str | os.PathLike, name: str, ds) -> None:
+    """Write (or replace) a small in-memory dataset as group ``name`` of the store at ``path``."""
+    with _quiet():
+        ds.to_zarr(path, group=name, mode="w", zarr_format=3, consolidated=False)
+
+
 def finalize_series(path: str | os.PathLike) -> None:
     """Mark a store complete once every shard is written; consolidate metadata for fast opening."""
     import zarr

@@ -1,0 +1,132 @@
+"""Generic HDF5: one 3-D dataset (time, y, x), named by ``dataset`` or found automatically."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..errors import InputError
+from ._common import (
+    _calibrated_length,
+    _calibrated_time,
+    _check_series_shape,
+    _native_dtype,
+    _put,
+)
+from .base import FrameSource, SourceMetadata
+
+
+@contextmanager
+def open_h5(path: str):
+    """Open an HDF5 file read-only; InputError if it is not HDF5.
+
+    Uses HDF5's default file locking (as rosettasciio does: one process must not mix locking modes on
+    a file) and retries without locking where the file system refuses locks (some network/read-only mounts).
+    """
+    import h5py
+
+    try:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            f = h5py.File(path, "r", locking=False)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path} is not a readable HDF5 file ({type(exc).__name__}: {exc}); "
+                         "the file may be corrupt, truncated or of another format") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def list_datasets(f) -> list[tuple[str, tuple[int, ...], str]]:
+    """(path, shape, dtype) of every dataset in an open HDF5 file, in file order."""
+    import h5py
+
+    out = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out.append(("/" + name, tuple(obj.shape or ()), str(obj.dtype)))
+
+    f.visititems(visit)
+    return out
+
+
+def describe_candidates(items) -> str:
+    return ", ".join(f"{p} {shape} {dtype}" for p, shape, dtype in items) or "none"
+
+
+class Hdf5Source(FrameSource):
+    """A 3-D dataset ``(time, y, x)`` in an HDF5 file.
+
+    Calibration is taken from attributes ``frame_time_s`` and ``pixel_size_nm`` on the dataset, its
+    parent groups or the file, when present.
+    """
+
+    format_name = "HDF5"
+
+    def __init__(self, path: str | os.PathLike, dataset: str | None = None):
+        import h5py
+
+        path = os.fspath(path)
+        self.paths = [path]
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file; check the path")
+        with open_h5(path) as f:
+            if dataset is None:
+                items = list_datasets(f)
+                cands = [it for it in items if len(it[1]) == 3]
+                if len(cands) != 1:
+                    what = "no 3-D dataset" if not cands else f"{len(cands)} 3-D datasets"
+                    raise InputError(f"{path} holds {what}; choose one with --dataset (datasets: "
+                                     f"{describe_candidates(cands or items)})")
+                name = cands[0][0]
+            else:
+                name = "/" + str(dataset).strip("/")
+                obj = f.get(name)
+                if not isinstance(obj, h5py.Dataset):
+                    items = list_datasets(f)
+                    kind = "is a group, not a dataset" if obj is not None else "does not exist"
+                    raise InputError(f"{path}: {name} {kind}; datasets in the file: {describe_candidates(items)}")
+            ds = f[name]
+            label = f"{path}:{name}"
+            self.dtype = _native_dtype(label, ds.dtype)
+            self.shape = _check_series_shape(label, ds.shape)
+            self._dataset = name
+            extra: dict = {"hdf5_dataset": name}
+            _put(extra, "hdf5_chunks", list(ds.chunks) if ds.chunks else None)
+            _put(extra, "hdf5_compression", ds.compression)
+            attrs = _inherited_attrs(f, ds)
+            frame_time = _calibrated_time(attrs.get("frame_time_s"), "s", extra, "frame_time_s_raw")
+            pixel = _calibrated_length(attrs.get("pixel_size_nm"), "nm", extra, "pixel_size_nm_raw")
+            instrument = attrs.get("instrument")
+            if isinstance(instrument, bytes):
+                instrument = instrument.decode("utf-8", "replace")
+        self.metadata = SourceMetadata(frame_time_s=frame_time, pixel_size_nm=pixel,
+                                       instrument=str(instrument) if isinstance(instrument, str) else None,
+                                       extra=extra)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        with open_h5(self.paths[0]) as f:
+            return f[self._dataset][start:stop]
+
+
+def _inherited_attrs(f, ds) -> dict:
+    """Attributes of the file root, then each group down to the dataset (nearest wins)."""
+    chain = [f]
+    parts = [p for p in ds.name.split("/") if p]
+    for i in range(1, len(parts)):
+        chain.append(f["/" + "/".join(parts[:i])])
+    chain.append(ds)
+    out: dict = {}
+    for obj in chain:
+        for k, v in obj.attrs.items():
+            if isinstance(v, np.ndarray) and v.size == 1:
+                v = v.reshape(())[()]
+            out[k] = v.item() if isinstance(v, np.generic) else v
+    return out

@@ -118,8 +118,8 @@ def _parse_size(ctx, param, value):
 @_friendly
 def demo(output, size, frames, seed, overwrite, quiet):
     """Generate the synthetic nanowire series with ground truth and run the pipeline on it."""
-    from .synth import SynthParams, write_synthetic_series
     from .store.info import describe, truth_summary
+    from .synth import SynthParams, write_synthetic_series
 
     params = SynthParams(ny=size[0], nx=size[1], n_frames=frames, seed=seed)
     series = Path(output) / "series.zarr"

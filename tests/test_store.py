@@ -12,10 +12,10 @@ import zarr
 from ecm_dask import schema as S
 from ecm_dask.errors import InputError, MetadataError, StoreError, ValidationError
 from ecm_dask.pipeline.ingest import resolve_metadata
-from ecm_dask.store.writer import write_series
 from ecm_dask.readers.memory import ArraySource
 from ecm_dask.store import series as SS
 from ecm_dask.store.layout import plan_layout
+from ecm_dask.store.writer import write_series
 
 
 def _source(shape=(40, 70, 90), dtype="uint16", seed=0, **kw):

@@ -1,0 +1,5 @@
+"""``python -m ecm_dask`` runs the command line."""
+
+from .cli import main
+
+main()

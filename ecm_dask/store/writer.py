@@ -45,7 +45,7 @@ def _write_one(source: FrameSource, writer: SS.ShardWriter, index: int) -> int:
 
 def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str, Any], *, overwrite: bool = False,
                  tile: int = L.DEFAULT_TILE, shard_bytes: int = L.DEFAULT_SHARD_BYTES,
-                 frames_per_shard: int | None = None, key_extra: Any = None,
+                 frames_per_shard: int | None = None, layout: L.SeriesLayout | None = None, key_extra: Any = None,
                  extra_groups: Mapping[str, Any] | None = None, progress: bool = True) -> Path:
     """Write ``source`` into a series store at ``output``, resuming an interrupted write of the same input.
 
@@ -56,6 +56,7 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
         (then it is resumed) or ``overwrite`` is set (then an existing ecm_dask store there is replaced)
     attrs : series attributes (from :func:`resolve_metadata`)
     tile, shard_bytes, frames_per_shard : layout (see :func:`~ecm_dask.store.layout.plan_layout`)
+    layout : a layout planned already (overrides the three above)
     key_extra : anything else that must match for a resume (e.g. synthetic parameters)
     extra_groups : ``{name: xarray.Dataset}`` written as groups of the store before it is marked complete
         (e.g. the ground truth of a synthetic series)
@@ -68,8 +69,11 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
     import dask
 
     output = Path(output)
-    layout = L.plan_layout(source.shape, source.dtype.itemsize, tile=tile, shard_bytes=shard_bytes,
-                           frames_per_shard=frames_per_shard)
+    if layout is None:
+        layout = L.plan_layout(source.shape, source.dtype.itemsize, tile=tile, shard_bytes=shard_bytes,
+                               frames_per_shard=frames_per_shard)
+    elif tuple(layout.shape) != tuple(source.shape):
+        raise ValueError(f"layout is for shape {layout.shape}, the source has {source.shape}")
     key_attrs = {k: v for k, v in attrs.items() if k != S.ATTR_PROVENANCE}
     key = SS.fingerprint({"input": source.fingerprint(), "layout": layout.as_dict(), "attrs": key_attrs,
                           "extra": key_extra})

@@ -168,8 +168,7 @@ def write_synthetic_series(path: str | os.PathLike, params: SynthParams | None =
 
     attrs[S.ATTR_PROVENANCE] = provenance({"synthetic": params_dict(params)})
     attrs[S.ATTR_DESCRIPTION] = "synthetic supercooled-liquid nanowire with ground truth in group 'truth'"
-    out = write_series(source, path, attrs, overwrite=overwrite, tile=layout.chunk[1],
-                       frames_per_shard=layout.shard[0], key_extra=params_dict(params),
+    out = write_series(source, path, attrs, overwrite=overwrite, layout=layout, key_extra=params_dict(params),
                        extra_groups={S.TRUTH_GROUP: truth_dataset(params)}, progress=progress)
     shutil.rmtree(tmp, ignore_errors=True)
     return out

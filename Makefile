@@ -42,6 +42,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/ecm-dask demo -o $(DEMO_OUT) --overwrite
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check ecm_dask tests benchmarks notebooks
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

@@ -39,21 +39,11 @@ def main():
     """ecm-dask: electron correlation microscopy image series -> maps of atomic dynamics."""
 
 
-def _positive(name):
-    def check(ctx, param, value):
-        if value is not None and not value > 0:
-            raise click.BadParameter(f"must be positive, got {value}", param_hint=name)
-        return value
-
-    return check
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="series store to write (*.zarr)")
-@click.option("--frame-time", type=float, callback=_positive("--frame-time"),
-              help="seconds between frames (overrides the file)")
-@click.option("--pixel-size", type=float, callback=_positive("--pixel-size"), help="pixel size in nm (overrides the file)")
+@click.option("--frame-time", type=float, help="seconds between frames (overrides the file)")
+@click.option("--pixel-size", type=float, help="pixel size in nm (overrides the file)")
 @click.option("--temperature", type=float, help="sample temperature in degrees Celsius")
 @click.option("--material", help="sample material, e.g. Pt57.5Cu14.7Ni5.3P22.5")
 @click.option("--instrument", help="instrument and mode, e.g. 'Titan, tilted dark field'")

@@ -40,8 +40,8 @@ def test_ingest_then_info(tmp_path, npy):
 def _one_line_error(r):
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert "Traceback" not in r.stderr
-    return lines[-1]
+    assert len(lines) == 1, r.stderr  # one line, no traceback, no library log noise
+    return lines[0]
 
 
 def test_errors_are_one_line_and_name_the_culprit(tmp_path, npy):
@@ -58,6 +58,10 @@ def test_errors_are_one_line_and_name_the_culprit(tmp_path, npy):
     assert "--overwrite" in msg and str(out) in msg
     assert ecm("ingest", path, "-o", out, "--frame-time", 1, "--pixel-size", 1, "--overwrite",
                "--quiet").returncode == 0
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"II*\x00garbage" * 10)
+    msg = _one_line_error(ecm("ingest", garbage, "-o", out, "--frame-time", 1, "--pixel-size", 1))
+    assert "garbage.tif" in msg and "corrupt" in msg
     msg = _one_line_error(ecm("info", tmp_path))
     assert "not an ecm_dask store" in msg
 

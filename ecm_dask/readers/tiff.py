@@ -3,7 +3,9 @@ single-frame files in natural order of the numbers in their names."""
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -28,11 +30,24 @@ _RESOLUTION_UNITS = {3: "cm", 4: "mm", 5: "um"}
 _CM_NM = 1e7
 
 
+@contextmanager
+def _tifffile_quiet():
+    """tifffile logs its own warnings for corrupt files; the InputError we raise says it in one line."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _open_tiff(path: str):
     import tifffile
 
     try:
-        return tifffile.TiffFile(path)
+        with _tifffile_quiet():
+            return tifffile.TiffFile(path)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path} is not a readable TIFF file ({type(exc).__name__}: {exc}); "
                          "the file may be corrupt, truncated or of another format") from None
@@ -40,8 +55,9 @@ def _open_tiff(path: str):
 
 def _first_series(path: str, tf):
     try:
-        series = tf.series[0]
-        series.shape  # noqa: B018 - parse the series now
+        with _tifffile_quiet():
+            series = tf.series[0]
+            series.shape  # noqa: B018 - parse the series now
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path} is not a readable TIFF file ({type(exc).__name__}: {exc}); "
                          "the file may be corrupt") from None

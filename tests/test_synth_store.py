@@ -32,26 +32,30 @@ def test_store_equals_direct_render_and_truth_is_labelled(tmp_path):
 
 
 def test_interrupted_render_resumes_without_redoing_tiles(tmp_path, monkeypatch):
+    import dask
+
     real = W._render_tile
     calls = []
 
     def flaky(params, path, index, *box):
         calls.append(index)
-        if index == 3 and calls.count(3) == 1:
+        if len(calls) == 4:  # the 4th tile rendered crashes, once
             raise RuntimeError("simulated crash")
         return real(params, path, index, *box)
 
     monkeypatch.setattr(W, "_render_tile", flaky)
     monkeypatch.setattr("ecm_dask.compute.active_client", lambda: None)
     out = tmp_path / "s.zarr"
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with dask.config.set(scheduler="synchronous"):  # tasks one after another: exactly 3 tiles finish
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            write_synthetic_series(out, P, tile=16, progress=False)
+        assert SS.store_state(out) == SS.ABSENT  # nothing that looks like a series yet
+        finished, crashed = set(calls[:3]), calls[3]
         write_synthetic_series(out, P, tile=16, progress=False)
-    assert SS.store_state(out) == SS.ABSENT  # nothing that looks like a series yet
-    first = len(calls)
-    write_synthetic_series(out, P, tile=16, progress=False)
     n_tiles = 3 * 4
-    redone = calls[first:]
-    assert 3 in redone and len(redone) < n_tiles  # only the missing tiles were rendered again
+    redone = calls[4:]
+    assert crashed in redone and not finished & set(redone)  # finished tiles were not rendered again
+    assert sorted(redone) == sorted(set(range(n_tiles)) - finished)
     np.testing.assert_array_equal(SS.open_series(out).intensity.values, render_block(P, 0, P.ny, 0, P.nx))
     assert not (tmp_path / "s.zarr.render-tmp").exists()
     with pytest.raises(Exception, match="--overwrite"):

@@ -159,34 +159,37 @@ def test_resolve_metadata_asks_for_the_flag_and_rejects_absurd_values():
 
 # ------------------------------------------------------------------------------- interrupt / resume
 class _FlakySource(ArraySource):
-    """Fails once when frames of ``fail_frame`` are read (simulates a crash mid-ingest)."""
+    """Fails once, on the ``fail_on``-th read (simulates a crash mid-ingest); logs the frames it read."""
 
-    def __init__(self, array, fail_frame, flag_file):
+    def __init__(self, array, fail_on, log):
         super().__init__(array, name="flaky.npy", frame_time_s=0.5, pixel_size_nm=0.3)
-        self.fail_frame, self.flag_file = fail_frame, str(flag_file)
+        self.fail_on, self.log = fail_on, log
 
     def _read(self, start, stop):
-        if start <= self.fail_frame < stop and not os.path.exists(self.flag_file):
-            open(self.flag_file, "w").close()
+        self.log.append(start)
+        if len(self.log) == self.fail_on:
             raise OSError("simulated read failure")
         return super()._read(start, stop)
 
 
 def test_interrupted_ingest_is_never_complete_and_resumes_to_identical_store(tmp_path):
     data = np.random.default_rng(3).integers(0, 4000, (48, 40, 40), dtype="uint16")
-    src = _FlakySource(data, fail_frame=20, flag_file=tmp_path / "failed-once")
+    log = []
+    src = _FlakySource(data, fail_on=3, log=log)
     out = tmp_path / "s.zarr"
     attrs = resolve_metadata(src)
-    with dask.config.set(scheduler="synchronous"):  # shards in order: 0 and 1 finish, 2 fails
-        with pytest.raises(InputError, match=r"flaky\.npy: cannot read frames 16\.\.23"):
+    with dask.config.set(scheduler="synchronous"):  # one shard after another: exactly 2 finish, the 3rd fails
+        with pytest.raises(InputError, match=r"flaky\.npy: cannot read frames \d+\.\.\d+: OSError"):
             write_series(src, out, attrs, frames_per_shard=8, progress=False)
+    finished = {log[0] // 8, log[1] // 8}
     assert SS.store_state(out) == SS.INCOMPLETE
-    assert SS.pending_shards(out) == [2, 3, 4, 5]
+    assert SS.pending_shards(out) == sorted(set(range(6)) - finished)
     with pytest.raises(ValidationError, match="incomplete"):
         SS.open_series(out)
-    shard_file = os.path.join(out, S.INTENSITY, "c", "1", "0", "0")
+    shard_file = os.path.join(out, S.INTENSITY, "c", str(min(finished)), "0", "0")
     mtime = os.stat(shard_file).st_mtime_ns
     write_series(src, out, resolve_metadata(src), frames_per_shard=8, progress=False)  # resume
+    assert sorted(s // 8 for s in log[3:]) == sorted(set(range(6)) - finished)  # only missing shards were read
     assert os.stat(shard_file).st_mtime_ns == mtime  # finished shards were not rewritten
     ds = SS.open_series(out)
     np.testing.assert_array_equal(ds[S.INTENSITY].values, data)

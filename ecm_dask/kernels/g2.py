@@ -1,0 +1,302 @@
+"""Intensity autocorrelation g2 of many pixels at once (pure NumPy/SciPy/Numba: no dask, no xarray).
+
+Estimators
+----------
+For a pixel with intensities ``I(t)``, ``t = 0 .. T-1``, and lag ``k``:
+
+* **symmetric** (default)::
+
+      g2(k) = [1/(T-k) sum_t I(t) I(t+k)] / (<I>_{0..T-k-1} * <I>_{k..T-1})
+
+  the normalisation of the XPCS multi-tau correlators (Schätzel's symmetric normalisation, used by
+  the APS 8-ID ``boost_corr`` and by scikit-beam's ``multi_tau_auto_corr``); it cancels slow drifts of
+  the mean intensity to first order.
+* **standard**: divide by ``<I>^2`` over all frames, as in the ECM papers' per-pixel code and in
+  ``numpy``-based textbook estimators.
+
+Bad frames (beam blanking, glitches) enter as weights ``w(t)`` in {0, 1}: the sums run over pairs of
+valid frames only, and the means over valid frames only, so a masked frame is skipped exactly.
+
+Algorithms (one API, :func:`g2`)
+--------------------------------
+* ``"multitau"`` (default): the multi-tau correlator: ``m`` channels per octave, frames averaged in
+  pairs at each level (weights too, so masks carry through).  Constant memory in ``T`` per channel,
+  compiled with numba.  At level ``l`` the estimator above is applied to the averaged series.
+* ``"fft"``: all linear lags ``1 .. max_lag`` exactly (float64 real FFTs with zero padding), then the
+  pair-weighted average of g2 over log-spaced bins.
+
+Lag 0 (``g2_lag0``) is returned separately: it carries shot noise and is never fitted.
+
+Pixel status
+------------
+``PIXEL_OK``; ``PIXEL_NONFINITE`` (NaN/inf in a valid frame: dead pixel); ``PIXEL_SATURATED`` (a valid
+frame at or above ``saturation``); ``PIXEL_DARK`` (mean intensity <= 0).  g2 is NaN for every pixel that
+is not ``PIXEL_OK``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft as sfft
+
+from .lags import LagBins, MultiTauLags, log_lag_bins, multitau_lags
+
+PIXEL_OK = 0
+PIXEL_NONFINITE = 1
+PIXEL_SATURATED = 2
+PIXEL_DARK = 3
+PIXEL_OUTSIDE = 4  # not inside the field of view for the whole series (set by the drift-aware callers)
+PIXEL_STATUS = {PIXEL_OK: "ok", PIXEL_NONFINITE: "non-finite value (dead pixel)",
+                PIXEL_SATURATED: "saturated", PIXEL_DARK: "no intensity",
+                PIXEL_OUTSIDE: "not in the field of view for the whole series"}
+
+METHODS = ("multitau", "fft")
+NORMALIZATIONS = ("symmetric", "standard")
+
+#: pixels processed together (bounds the float64 working copies: T x CHUNK x 8 bytes)
+PIXEL_CHUNK = 64
+
+
+@dataclass
+class G2Result:
+    """g2 of a block of pixels.
+
+    Attributes
+    ----------
+    g2 : (..., n_lags) float32, NaN for pixels that are not ok
+    g2_lag0 : (...,) float32, <I^2>/<I>^2 (shot noise included)
+    lag : (n_lags,) float64, lag in frames (multi-tau channel lag, or mean lag of a bin)
+    pairs : (n_lags,) float64, frame pairs behind each point: sum of w(t) w(t+k) over the lags of a bin
+        (fft), or over the averaged frames of the channel's level (multitau)
+    mean : (...,) float64, mean intensity over valid frames
+    status : (...,) uint8, PIXEL_* codes
+    """
+
+    g2: np.ndarray
+    g2_lag0: np.ndarray
+    lag: np.ndarray
+    pairs: np.ndarray
+    mean: np.ndarray
+    status: np.ndarray
+
+
+def _validate(method, normalization, frame_mask, n_frames):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if frame_mask is None:
+        return np.ones(n_frames, dtype=np.float64)
+    mask = np.asarray(frame_mask)
+    if mask.shape != (n_frames,):
+        raise ValueError(f"frame_mask must have one entry per frame ({n_frames}), got shape {mask.shape}")
+    w = mask.astype(np.float64)
+    if not np.isin(w, (0.0, 1.0)).all():
+        raise ValueError("frame_mask must be boolean (True = frame is used)")
+    if w.sum() < 2:
+        raise ValueError(f"frame_mask leaves {int(w.sum())} valid frame(s); a correlation needs at least 2")
+    return w
+
+
+def pixel_status(x: np.ndarray, w: np.ndarray, saturation: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Status codes and mean intensity over valid frames for ``x (P, T)``."""
+    valid = w > 0
+    xv = x if valid.all() else x[:, valid]
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = xv.mean(axis=1, dtype=np.float64)  # NaN where a valid frame is NaN
+        finite = np.isfinite(mean)
+        if np.issubdtype(xv.dtype, np.floating):
+            finite &= np.isfinite(xv).all(axis=1)
+    status = np.zeros(x.shape[0], dtype=np.uint8)
+    if saturation is not None:
+        sat = (xv >= saturation).any(axis=1)
+        status[sat] = PIXEL_SATURATED
+    status[~(mean > 0)] = PIXEL_DARK
+    status[~finite] = PIXEL_NONFINITE
+    return status, mean
+
+
+def _lag0(xw: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    """<I^2>/<I>^2 over valid frames from weighted float64 intensities ``xw`` (zero on masked frames)."""
+    n = w.sum()
+    m1 = xw.sum(axis=axis) / n
+    m2 = np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", xw, xw) / n
+    return m2 / (m1 * m1)
+
+
+# -------------------------------------------------------------------------------------- multi-tau
+def _level_weights(w: np.ndarray, lags: MultiTauLags):
+    """Pixel-independent denominators per channel: pairs, valid-frame counts of the two mean ranges."""
+    n_ch = lags.lag.size
+    pairs = np.empty(n_ch)
+    w_first = np.empty(n_ch)  # sum of w_l(t) for t < T_l - k
+    w_last = np.empty(n_ch)  # sum of w_l(t) for t >= k
+    w_tot = []
+    wl = w.copy()
+    for level in range(lags.n_levels):
+        if level:
+            half = wl.size // 2
+            wl = 0.5 * (wl[0:2 * half:2] + wl[1:2 * half:2])
+        w_tot.append(wl.sum())
+        for c in np.flatnonzero(lags.level == level):
+            k = int(lags.k[c])
+            pairs[c] = np.dot(wl[:-k], wl[k:])
+            w_first[c] = wl[:-k].sum()
+            w_last[c] = wl[k:].sum()
+    return pairs, w_first, w_last, np.asarray(w_tot)
+
+
+def _multitau_block(xt: np.ndarray, w: np.ndarray, lags: MultiTauLags, normalization: str,
+                    saturation: float | None):
+    """Multi-tau g2 of a time-major block ``xt (T, P)``.
+
+    Returns g2 (P, n_ch), g2 at lag 0 (P,), pairs (n_ch,), status (P,), mean (P,).
+    """
+    from ._multitau import driver_for, load_chunk
+
+    n_t, n_p = xt.shape
+    n_ch = lags.lag.size
+    m, n_levels = lags.m, max(lags.n_levels, 1)
+    driver = driver_for(m)
+    pairs, w_first, w_last, w_tot = _level_weights(w, lags)
+    out = np.empty((n_p, n_ch))
+    lag0 = np.empty(n_p)
+    status = np.zeros(n_p, dtype=np.uint8)
+    mean = np.empty(n_p)
+    chunk = min(PIXEL_CHUNK, n_p)
+    buf = np.empty((chunk, n_t))
+    num = np.empty((chunk, n_levels, 2 * m))
+    head, tail = np.empty_like(num), np.empty_like(num)
+    total = np.empty((chunk, n_levels))
+    maxval = np.empty(chunk)
+    for p0 in range(0, n_p, chunk):
+        p1 = min(n_p, p0 + chunk)
+        n = p1 - p0
+        load_chunk(xt, p0, p1, w, buf)
+        num[:] = 0.0
+        driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
+        tot0, sum2 = total[:n, 0], num[:n, 0, 0]
+        c_num = num[:n, lags.level, lags.k].T  # (n_ch, Pc)
+        tot = total[:n, lags.level].T
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            m0 = tot0 / w_tot[0]
+            corr = c_num / pairs[:, None]
+            if normalization == "symmetric":
+                first = (tot - tail[:n, lags.level, lags.k].T) / w_first[:, None]
+                last = (tot - head[:n, lags.level, lags.k].T) / w_last[:, None]
+                den = first * last
+            else:
+                den = (m0 * m0)[None, :]
+            out[p0:p1] = (corr / den).T
+            lag0[p0:p1] = (sum2 / w_tot[0]) / (m0 * m0)
+        mean[p0:p1] = m0
+        st = status[p0:p1]
+        if saturation is not None:
+            st[maxval[:n] >= saturation] = PIXEL_SATURATED
+        st[~(m0 > 0)] = PIXEL_DARK
+        st[~np.isfinite(tot0) | ~np.isfinite(sum2)] = PIXEL_NONFINITE
+    return out, lag0, pairs, status, mean
+
+
+# -------------------------------------------------------------------------------------------- fft
+def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
+    """Binned g2 (P, n_bins) from exact linear lags, and pairs per bin."""
+    n_p, n_t = x.shape
+    max_lag = bins.max_lag
+    nfft = sfft.next_fast_len(n_t + max_lag, real=True)
+    # pixel-independent: pairs per lag and valid-frame counts of the mean ranges
+    wf = sfft.rfft(w, nfft)
+    pairs_k = np.rint(sfft.irfft(wf * np.conj(wf), nfft)[1:max_lag + 1])
+    cw = np.concatenate([[0.0], np.cumsum(w)])
+    lags = np.arange(1, max_lag + 1)
+    w_first = cw[n_t - lags]  # valid frames with t < T - k
+    w_last = cw[n_t] - cw[lags]  # valid frames with t >= k
+    which = bins.bin_of_lag()
+    pairs_bin = np.bincount(which, weights=pairs_k, minlength=bins.lag.size)
+    out = np.empty((n_p, bins.lag.size))
+    lag0 = np.empty(n_p)
+    valid = w > 0
+    chunk = max(1, min(PIXEL_CHUNK, (64 << 20) // (nfft * 16)))
+    for p0 in range(0, n_p, chunk):
+        p1 = min(n_p, p0 + chunk)
+        xw = np.where(valid, x[p0:p1], 0.0).astype(np.float64, copy=False)  # select, not multiply: NaN*0 is NaN
+        lag0[p0:p1] = _lag0(xw, w, axis=1)
+        f = sfft.rfft(xw, nfft, axis=-1)
+        f *= np.conj(f)
+        num = sfft.irfft(f, nfft, axis=-1)[:, 1:max_lag + 1]
+        cx = np.concatenate([np.zeros((p1 - p0, 1)), np.cumsum(xw, axis=-1)], axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = num / pairs_k
+            if normalization == "symmetric":
+                den = (cx[:, n_t - lags] / w_first) * ((cx[:, n_t:n_t + 1] - cx[:, lags]) / w_last)
+            else:
+                m0 = cx[:, n_t] / cw[n_t]
+                den = (m0 * m0)[:, None]
+            g = corr / den
+        # pair-weighted average over each bin (lags with no valid pair carry no weight)
+        gw = np.where(pairs_k > 0, g * pairs_k, 0.0)
+        out[p0:p1] = np.add.reduceat(gw, bins.edges[:-1] - 1, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out /= pairs_bin
+    lag = np.bincount(which, weights=pairs_k * lags, minlength=bins.lag.size) / pairs_bin
+    return out, lag0, pairs_bin, np.where(pairs_bin > 0, lag, bins.lag)
+
+
+# ---------------------------------------------------------------------------------------- the API
+def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: int | None = None,
+       normalization: str = "symmetric", frame_mask=None, saturation: float | None = None,
+       axis: int = -1) -> G2Result:
+    """Log-binned intensity autocorrelation of every pixel of ``block``.
+
+    Parameters
+    ----------
+    block : array (..., time, ...) of counts (any integer or float dtype)
+    method : ``"multitau"`` (default, fast, constant memory in T) or ``"fft"`` (exact linear lags, then binned)
+    points_per_octave : lag points per octave (multi-tau ``m``; bins per octave for fft)
+    max_lag : largest lag in frames (default: half the series)
+    normalization : ``"symmetric"`` (default) or ``"standard"`` (see the module docstring)
+    frame_mask : (T,) bool, True for frames to use; masked frames are skipped exactly
+    saturation : counts at or above this mark a pixel saturated (default: the integer dtype's maximum)
+    axis : the time axis of ``block``
+
+    Returns
+    -------
+    G2Result, with pixel arrays shaped like ``block`` without its time axis.
+    """
+    arr = np.asarray(block)
+    if arr.ndim < 1:
+        raise ValueError("block must have a time axis")
+    axis = axis % arr.ndim
+    n_t = arr.shape[axis]
+    pix_shape = arr.shape[:axis] + arr.shape[axis + 1:]
+    w = _validate(method, normalization, frame_mask, n_t)
+    if saturation is None and np.issubdtype(arr.dtype, np.integer):
+        saturation = float(np.iinfo(arr.dtype).max)
+    if method == "multitau":
+        grid = multitau_lags(n_t, points_per_octave, max_lag)
+        lag = grid.lag.astype(np.float64)
+        xt = np.moveaxis(arr, axis, 0).reshape(n_t, -1)  # a view for C-ordered time-major blocks
+        if not xt.flags.c_contiguous:
+            xt = np.ascontiguousarray(xt)
+        vals, vals0, pairs, status, mean = _multitau_block(xt, w, grid, normalization, saturation)
+        ok = status == PIXEL_OK
+    else:
+        grid = log_lag_bins(n_t, points_per_octave, max_lag)
+        x = np.moveaxis(arr, axis, -1).reshape(-1, n_t)
+        status, mean = pixel_status(x, w, saturation)
+        ok = status == PIXEL_OK
+        xo = x if ok.all() else (x[ok] if ok.any() else np.ones((1, n_t)))
+        vals, vals0, pairs, lag = _fft_block(xo, w, grid, normalization)
+        if not ok.all():  # scatter back to all pixels
+            full = np.full((x.shape[0], vals.shape[1]), np.nan)
+            full0 = np.full(x.shape[0], np.nan)
+            if ok.any():
+                full[ok], full0[ok] = vals, vals0
+            vals, vals0 = full, full0
+    out = np.where(ok[:, None], vals, np.nan).astype(np.float32)
+    lag0 = np.where(ok, vals0, np.nan).astype(np.float32)
+    return G2Result(g2=out.reshape(*pix_shape, lag.size), g2_lag0=lag0.reshape(pix_shape), lag=np.asarray(lag),
+                    pairs=np.asarray(pairs, dtype=np.float64), mean=mean.reshape(pix_shape),
+                    status=status.reshape(pix_shape))

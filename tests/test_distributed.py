@@ -52,3 +52,25 @@ def test_synthetic_render_on_a_process_cluster_equals_local(tmp_path, client):
     b = xr.open_zarr(local).intensity.values
     np.testing.assert_array_equal(a, b)
     assert a.std() > 0
+
+
+@pytest.mark.parametrize("method", ["multitau", "fft"])
+def test_g2_on_a_process_cluster_equals_threaded(tmp_path, client, method):
+    import dask
+
+    from ecm_dask.ops import correlate
+    from ecm_dask.store.series import open_series
+
+    p = SynthParams(ny=40, nx=56, n_frames=300, seed=9, drift_px=(2.0, -3.0))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ecm_dask.compute.active_client", lambda: None)
+        path = write_synthetic_series(tmp_path / "s.zarr", p, tile=16, progress=False)
+    ds = open_series(path)
+    truth = xr.open_zarr(path, group="truth")
+    res = correlate(ds, method=method, shifts=truth["shift"].values, block_bytes=300 * 16 * 16 * 4)
+    remote = client.compute(res).result()
+    with dask.config.set(scheduler="threads"):
+        local = res.compute()
+    np.testing.assert_allclose(remote.g2.values, local.g2.values, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(remote.status.values, local.status.values)
+    assert np.isfinite(remote.g2.values).mean() > 0.5

@@ -63,9 +63,36 @@ def _ancestors(dsk, key, stop_prefix):
     return found
 
 
-def test_each_g2_block_reads_only_its_own_tiles_no_all_to_all(store):
-    data = store.intensity.data
-    res = correlate(store, block_bytes=600 * 32 * 32 * 2)  # blocks of 2 x 2 store tiles
+def generic(store):
+    """The same series, but not recognisable as a pristine store array: forces the dask-chunk path."""
+    ds = store.copy()
+    ds[S.INTENSITY] = ds[S.INTENSITY].copy(data=ds[S.INTENSITY].data.map_blocks(np.asarray))
+    return ds
+
+
+def test_direct_store_path_has_one_task_per_block_and_equals_the_chunk_path(store, tmp_path):
+    res = correlate(store, block_bytes=600 * 32 * 32 * 2)
+    assert res.attrs["read_path"] == "direct from store"
+    layers = res.g2.data.dask.layers
+    assert not any(name.startswith("open_dataset") for name in layers)  # no per-chunk read tasks
+    blocks = [k for k in dict(res.g2.data.__dask_graph__()) if k[0].startswith("direct_block")]
+    assert len(blocks) == 2 * 2  # 48 x 64 pixels in blocks of 32 x 32
+    ref = correlate(generic(store), block_bytes=600 * 32 * 32 * 2)
+    assert ref.attrs["read_path"] == "dask chunks"
+    np.testing.assert_array_equal(res.g2.values, ref.g2.values)
+    truth = xr.open_zarr(store.encoding["source"], group="truth")
+    shifts = truth["shift"].values
+    a = correlate(store, shifts=shifts).compute()
+    b = correlate(generic(store), shifts=shifts).compute()
+    np.testing.assert_array_equal(a.status.values, b.status.values)
+    np.testing.assert_allclose(a.g2.values, b.g2.values, rtol=1e-6, equal_nan=True)
+    # a subset is not the store any more: the generic path reads it
+    assert correlate(store.isel(time=slice(0, 300))).attrs["read_path"] == "dask chunks"
+
+
+def test_each_g2_block_of_the_chunk_path_reads_only_its_own_tiles_no_all_to_all(store):
+    data = generic(store).intensity.data
+    res = correlate(generic(store), block_bytes=600 * 32 * 32 * 2)  # blocks of 2 x 2 store tiles
     g = res.g2.data
     assert g.chunks[0] == (32, 16) and g.chunks[1] == (32, 32)
     dsk = dict(g.__dask_graph__())
@@ -80,7 +107,7 @@ def test_each_g2_block_reads_only_its_own_tiles_no_all_to_all(store):
         expect = {(ty, tx) for ty in range(2 * iy, min(2 * iy + 2, 3)) for tx in range(2 * ix, 2 * ix + 2)}
         assert tiles == expect and len(deps) == n_time_chunks * len(expect)
     layers = "".join(res.g2.data.dask.layers)
-    assert "p2p" not in layers and "shuffle" not in layers
+    assert "p2p" not in layers and "shuffle" not in layers and res.attrs["read_path"] == "dask chunks"
 
 
 def test_drift_hook_undoes_integer_shifts_exactly_and_flags_pixels_out_of_view():

@@ -87,6 +87,75 @@ def _g2_block(block, *, method, points_per_octave, max_lag, normalization, frame
     return r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
 
 
+def store_backed(intensity) -> str | None:
+    """The store path if ``intensity`` is exactly the array of a series store (not subset or modified)."""
+    import dask.array as da
+    import zarr
+
+    from ..store.series import ENC_STORE
+
+    path = intensity.encoding.get(ENC_STORE)
+    data = intensity.data
+    if path is None or not isinstance(data, da.Array):
+        return None
+    if any(not name.startswith(("open_dataset-", "original-open_dataset-")) for name in data.dask.layers):
+        return None
+    try:
+        arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
+    except Exception:  # noqa: BLE001 - moved or deleted store: use the generic path
+        return None
+    return path if tuple(arr.shape) == tuple(data.shape) else None
+
+
+def _read_region(path, y0, y1, x0, x1, halo):
+    """All frames of pixels [y0, y1) x [x0, x1) straight from the store, with a NaN-padded halo if asked."""
+    import zarr
+
+    arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
+    hy, hx = halo
+    if (hy, hx) == (0, 0):
+        return arr[:, y0:y1, x0:x1]
+    n_t, ny, nx = arr.shape
+    out = np.full((n_t, y1 - y0 + 2 * hy, x1 - x0 + 2 * hx), np.nan, dtype=np.float32)
+    ya, yb, xa, xb = max(0, y0 - hy), min(ny, y1 + hy), max(0, x0 - hx), min(nx, x1 + hx)
+    out[:, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = arr[:, ya:yb, xa:xb]
+    return out
+
+
+def _direct_block(ys, xs, shifts, *, path, halo, mode, n_out, **kw):
+    """One g2 task of the direct path: read the region (+ halo), register, correlate, pack the outputs.
+
+    ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace.
+    """
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    block = _read_region(path, y0, y1, x0, x1, halo)
+    if shifts is not None and shifts.size:
+        block = shift_block(block, shifts, halo, mode)
+    g, g0, mean, status = _g2_block(np.moveaxis(block, 0, -1), **kw)
+    out = np.empty((y1 - y0, x1 - x0, n_out), dtype=np.float32)
+    out[..., :-3] = g
+    out[..., -3], out[..., -2], out[..., -1] = g0, mean, status
+    return out
+
+
+def _direct(intensity, path, shifts, mode, by, bx, n_lag, kw):
+    """g2, lag0, mean, status as dask arrays, one task per (by, bx) block reading the store itself."""
+    import dask.array as da
+
+    n_t, ny, nx = intensity.shape
+    ys, xs = da.arange(ny, chunks=by), da.arange(nx, chunks=bx)
+    if shifts is None:
+        sh, halo = da.zeros((0, 2), chunks=(0, 2)), (0, 0)
+    else:
+        sh, halo = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(n_t, 2)), halo_for(shifts, mode)
+    n_out = n_lag + 3
+    packed = da.blockwise(_direct_block, "yxl", ys, "y", xs, "x", sh, "ta", new_axes={"l": n_out}, concatenate=True,
+                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), path=path, halo=halo, mode=mode,
+                          n_out=n_out, **kw)
+    return (packed[..., :n_lag], packed[..., n_lag], packed[..., n_lag + 1],
+            packed[..., n_lag + 2].astype(np.uint8))
+
+
 def _register_chunk(block, shifts, *, halo, mode):
     return shift_block(block, shifts, halo, mode)
 
@@ -196,8 +265,16 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
         saturation = float(np.iinfo(intensity.dtype).max)
     cover = None
     data = intensity
+    path = store_backed(intensity) if not (pool > 1 and pool_mode == "sum") else None
     if shifts is not None:
-        data, cover = register(intensity, shifts, shift_mode)
+        if path is None:
+            data, cover = register(intensity, shifts, shift_mode)
+        else:
+            s_arr = np.asarray(getattr(shifts, "values", shifts), dtype=np.float64)
+            if s_arr.shape != (n_t, 2):
+                raise ValueError(f"shifts must have shape (time, 2) = ({n_t}, 2), got {s_arr.shape}")
+            cover = xr.DataArray(coverage((ny, nx), s_arr, shift_mode), dims=(S.Y, S.X),
+                                 coords={S.Y: intensity[S.Y], S.X: intensity[S.X]})
     if pool > 1 and pool_mode == "sum":
         data = data.coarsen({S.Y: pool, S.X: pool}, boundary="trim").reduce(np.sum)  # NaN stays NaN
         if saturation is not None:
@@ -209,14 +286,21 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     # blocks: whole store tiles over all frames
     darr = data.data
     tile = (max(darr.chunks[1]), max(darr.chunks[2]))
-    by, bx = block_tiles(n_t, np.dtype(data.dtype).itemsize, tile, data.shape[1:], block_bytes)
-    data = data.chunk({S.TIME: -1, S.Y: by, S.X: bx})
+    itemsize = 4 if shifts is not None else np.dtype(data.dtype).itemsize  # registered blocks are float32
+    by, bx = block_tiles(n_t, itemsize, tile, data.shape[1:], block_bytes)
     kw = dict(method=method, points_per_octave=points_per_octave, max_lag=max_lag_frames,
               normalization=normalization, frame_mask=mask, saturation=saturation)
-    g, g0, mean, status = xr.apply_ufunc(
-        _g2_block, data, input_core_dims=[[S.TIME]], output_core_dims=[[S.LAG], [], [], []],
-        dask="parallelized", output_dtypes=[np.float32, np.float32, np.float32, np.uint8],
-        dask_gufunc_kwargs={"output_sizes": {S.LAG: lag_frames.size}}, kwargs=kw)
+    if path is not None:  # one task per block reads its region from the store: no per-chunk tasks or transfers
+        arrays = _direct(intensity, path, shifts, shift_mode, by, bx, lag_frames.size, kw)
+        dims = [(S.Y, S.X, S.LAG), (S.Y, S.X), (S.Y, S.X), (S.Y, S.X)]
+        coords = {S.Y: intensity[S.Y], S.X: intensity[S.X]}
+        g, g0, mean, status = (xr.DataArray(a, dims=d, coords=coords) for a, d in zip(arrays, dims))
+    else:
+        data = data.chunk({S.TIME: -1, S.Y: by, S.X: bx})
+        g, g0, mean, status = xr.apply_ufunc(
+            _g2_block, data, input_core_dims=[[S.TIME]], output_core_dims=[[S.LAG], [], [], []],
+            dask="parallelized", output_dtypes=[np.float32, np.float32, np.float32, np.uint8],
+            dask_gufunc_kwargs={"output_sizes": {S.LAG: lag_frames.size}}, kwargs=kw)
     if cover is not None:
         if pool > 1 and pool_mode == "sum":
             cover = cover.coarsen({S.Y: pool, S.X: pool}, boundary="trim").min()
@@ -244,6 +328,7 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
                                "flag_meanings": " ".join(v.replace(" ", "_").replace("(", "").replace(")", "")
                                                          for v in K.PIXEL_STATUS.values())})
     ds.attrs.update({
+        "read_path": "direct from store" if path is not None else "dask chunks",
         "estimator": method, "normalization": normalization, "points_per_octave": int(points_per_octave),
         "max_lag_frames": int(max_lag_frames), "frame_time_s": frame_time, "n_frames": int(n_t),
         "n_bad_frames": int(0 if mask is None else (~mask).sum()), "pool": int(pool), "pool_mode": pool_mode,

@@ -30,6 +30,8 @@ from ..errors import StoreError, ValidationError
 from .layout import SeriesLayout
 
 PROGRESS = "_ecm_ingest_progress"
+#: encoding key on the opened ``intensity`` naming its store, so readers can bypass per-chunk dask tasks
+ENC_STORE = "ecm_dask_store"
 ATTR_LAYOUT = "ecm_dask_layout"
 ATTR_FINGERPRINT = "ecm_dask_fingerprint"
 
@@ -226,6 +228,7 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
     with _quiet():
         ds = xr.open_zarr(path, consolidated=state == COMPLETE, chunks={} if chunks == "store" else chunks,
                           drop_variables=[PROGRESS])
+    ds[S.INTENSITY].encoding[ENC_STORE] = os.path.abspath(path)
     if validate:
         try:
             S.validate_series(ds, require_complete=require_complete)

@@ -1,0 +1,207 @@
+"""g2 benchmark: kernel speed against baselines, and end to end from a compressed store on a dask cluster.
+
+Run:  .venv/bin/python benchmarks/bench_g2.py kernel      [--frames 4096 16384] [--pixels 64]
+      .venv/bin/python benchmarks/bench_g2.py pipeline    [--sizes 1000x512 4000x512 4000x1024]
+                                                          [--workers 2 --memory-limit 1GiB]
+
+kernel: one thread, 64x64 pixels of Poisson counts (uint16), log-binned g2 (8 points per octave, lags up
+to T/2), side by side in one run: a per-pixel Python loop (as in published ECM code; run on a subset and
+extrapolated), a vectorised scipy rfft g2 over all pixels, and ecm_dask's multi-tau and fft kernels.
+Prints pixel-frames per CPU-second, ratios, and peak extra memory (tracemalloc) relative to the block.
+
+pipeline: writes a series store of random counts (fast generator, not the synthetic wire) and runs
+correlate() -> to_zarr on a LocalCluster of N single-threaded workers with a memory limit; prints wall
+time, pixel-frames/s and the peak RSS of any worker (sampled every 0.2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import scipy.fft as sfft  # noqa: E402
+
+
+# ------------------------------------------------------------------------------------- baselines
+def naive_per_pixel(x, lags):
+    """A Python loop over pixels and lags with NumPy sums (symmetric normalisation), x (T, P)."""
+    n_t, n_p = x.shape
+    out = np.empty((n_p, lags.size))
+    for p in range(n_p):
+        i = x[:, p].astype(np.float64)
+        for j, k in enumerate(lags):
+            out[p, j] = np.mean(i[:-k] * i[k:]) / (np.mean(i[:-k]) * np.mean(i[k:]))
+    return out
+
+
+def vectorised_rfft(x, edges):
+    """All pixels at once: rfft autocorrelation, standard normalisation, then mean over log bins."""
+    n_t = x.shape[0]
+    f = sfft.rfft(x.astype(np.float64), n=2 * n_t, axis=0)
+    ac = sfft.irfft(f * np.conj(f), n=2 * n_t, axis=0)[1:edges[-1]]
+    ac /= (n_t - np.arange(1, edges[-1]))[:, None]
+    ac /= x.mean(0, dtype=np.float64) ** 2
+    return np.add.reduceat(ac, edges[:-1] - 1, axis=0) / np.diff(edges)[:, None]
+
+
+def _time(fn, repeat=3):
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - t0)
+    return best, out
+
+
+def _peak_extra(fn):
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
+def kernel(args):
+    from ecm_dask.kernels.g2 import g2
+    from ecm_dask.kernels.lags import log_lag_bins, multitau_lags
+
+    print(f"g2 kernel, one thread, {args.pixels}x{args.pixels} pixels, uint16 Poisson counts, 8 points/octave, "
+          "lags up to T/2 (pixel-frames per CPU-second)")
+    print(f"{'T':>6} {'method':>26} {'px-frames/s':>12} {'vs loop':>8} {'vs rfft':>8} {'peak extra mem':>15}")
+    for n_t in args.frames:
+        rng = np.random.default_rng(0)
+        x = rng.poisson(40.0, (n_t, args.pixels, args.pixels)).astype(np.uint16)
+        flat = x.reshape(n_t, -1)
+        size = flat.size
+        g2(x[:, :2, :2], axis=0)  # compile
+        g2(x[:, :2, :2], axis=0, method="fft")
+        sub = 16
+        t_loop, _ = _time(lambda: naive_per_pixel(flat[:, :sub], multitau_lags(n_t).lag), repeat=1)
+        r_loop = n_t * sub / t_loop
+        bins = log_lag_bins(n_t)
+        t_rfft, _ = _time(lambda: vectorised_rfft(flat, bins.edges), repeat=2)
+        r_rfft = size / t_rfft
+        rows = [("per-pixel Python loop*", r_loop, None), ("vectorised scipy rfft", r_rfft,
+                                                            _peak_extra(lambda: vectorised_rfft(flat, bins.edges)))]
+        for method in ("multitau", "fft"):
+            t, _ = _time(lambda: g2(x, axis=0, method=method))
+            rows.append((f"ecm_dask {method}", size / t, _peak_extra(lambda: g2(x, axis=0, method=method))))
+        for name, rate, peak in rows:
+            mem = "" if peak is None else f"{peak / 2**20:7.1f} MiB ({peak / x.nbytes:.1f}x)"
+            print(f"{n_t:6d} {name:>26} {rate:12.3g} {rate / r_loop:8.0f} {rate / r_rfft:8.2f} {mem:>15}")
+    print("* the loop runs on 16 pixels and is extrapolated; memory is relative to the uint16 input block")
+
+
+# -------------------------------------------------------------------------------------- pipeline
+class _RandomCounts:
+    """Deterministic random counts read slab by slab (a FrameSource without a file)."""
+
+    def __new__(cls, shape, seed=0):
+        from ecm_dask.readers.base import FrameSource, SourceMetadata
+
+        class Src(FrameSource):
+            format_name = "random counts"
+
+            def __init__(self):
+                self.paths = [f"<random {shape}>"]
+                self.shape = shape
+                self.dtype = np.dtype(np.uint16)
+                self.metadata = SourceMetadata(frame_time_s=0.5, pixel_size_nm=0.33)
+
+            def _read(self, start, stop):
+                rng = np.random.default_rng([seed, start])
+                return rng.integers(0, 80, (stop - start, *shape[1:]), dtype=np.uint16)
+
+            def fingerprint(self):
+                return {"format": self.format_name, "shape": list(shape), "seed": seed}
+
+        return Src()
+
+
+def _sample_peak(client, stop, peaks):
+    import psutil
+
+    def rss():
+        return psutil.Process().memory_info().rss
+
+    while not stop.is_set():
+        try:
+            for addr, v in client.run(rss).items():
+                peaks[addr] = max(peaks.get(addr, 0), v)
+        except Exception:  # noqa: BLE001 - a sample lost while workers are busy is fine
+            pass
+        time.sleep(0.2)
+
+
+def pipeline(args):
+    import xarray as xr
+    from distributed import Client, LocalCluster
+
+    from ecm_dask.ops import correlate
+    from ecm_dask.pipeline.ingest import resolve_metadata
+    from ecm_dask.store.series import open_series
+    from ecm_dask.store.writer import write_series
+
+    tmp = tempfile.mkdtemp(dir=os.environ.get("ECM_BENCH_TMP"))
+    print(f"g2 end to end: store -> correlate -> results.zarr on {args.workers} worker(s) x 1 thread, "
+          f"memory limit {args.memory_limit} each")
+    print(f"{'frames':>7} {'pixels':>10} {'series GiB':>10} {'x total limit':>13} {'wall s':>7} "
+          f"{'px-frames/s':>12} {'peak worker RSS MiB':>20}")
+    try:
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
+                          dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
+            limit = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+            for spec in args.sizes:
+                n_t, side = (int(v) for v in spec.lower().split("x"))
+                shape = (n_t, side, side)
+                src = _RandomCounts(shape)
+                path = os.path.join(tmp, f"s{n_t}x{side}.zarr")
+                write_series(src, path, resolve_metadata(src), progress=False)
+                ds = open_series(path)
+                res = correlate(ds)
+                stop, peaks = threading.Event(), {}
+                sampler = threading.Thread(target=_sample_peak, args=(client, stop, peaks), daemon=True)
+                client.run(lambda: __import__("gc").collect())
+                sampler.start()
+                t0 = time.perf_counter()
+                res.to_zarr(os.path.join(tmp, "g2.zarr"), mode="w", zarr_format=3, consolidated=False)
+                wall = time.perf_counter() - t0
+                stop.set()
+                sampler.join()
+                g = xr.open_zarr(os.path.join(tmp, "g2.zarr"), consolidated=False).g2
+                assert g.shape[:2] == (side, side) and np.isfinite(g[0, 0].values).all()
+                nbytes = n_t * side * side * 2
+                print(f"{n_t:7d} {side:>5}x{side:<4} {nbytes / 2**30:10.2f} {nbytes / limit:13.2f} {wall:7.1f} "
+                      f"{n_t * side * side / wall:12.3g} {max(peaks.values()) / 2**20:20.0f}")
+                shutil.rmtree(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    k = sub.add_parser("kernel")
+    k.add_argument("--frames", type=int, nargs="+", default=[4096, 16384])
+    k.add_argument("--pixels", type=int, default=64)
+    p = sub.add_parser("pipeline")
+    p.add_argument("--sizes", nargs="+", default=["1000x512", "4000x512", "4400x1024"])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--memory-limit", default="1GiB")
+    args = ap.parse_args()
+    kernel(args) if args.what == "kernel" else pipeline(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

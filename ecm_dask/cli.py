@@ -108,17 +108,13 @@ def _parse_size(ctx, param, value):
 @_friendly
 def demo(output, size, frames, seed, overwrite, quiet):
     """Generate the synthetic nanowire series with ground truth and run the pipeline on it."""
-    from .store.info import describe, truth_summary
-    from .synth import SynthParams, write_synthetic_series
+    from .pipeline.demo import run_demo
+    from .synth import SynthParams
 
     params = SynthParams(ny=size[0], nx=size[1], n_frames=frames, seed=seed)
-    series = Path(output) / "series.zarr"
-    write_synthetic_series(series, params, overwrite=overwrite, progress=not quiet)
-    click.echo(describe(series))
-    click.echo(truth_summary(series))
-    click.echo(f"demo output: {series.resolve()}")
+    click.echo(run_demo(output, params, overwrite=overwrite, progress=not quiet))
     click.echo("explore it:  python -c \"import xarray as xr; print(xr.open_zarr('"
-               f"{series}'))\"")
+               f"{Path(output) / 'g2.zarr'}'))\"")
 
 
 if __name__ == "__main__":  # pragma: no cover

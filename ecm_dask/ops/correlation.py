@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..kernels.lags import default_max_lag
 from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
 
 #: target uncompressed bytes of one (time, y, x) pixel block handed to the g2 kernel
-BLOCK_BYTES = 96 << 20
+BLOCK_BYTES = 160 << 20
 #: spatial chunks larger than this (pixels) count as "whole frame" chunking
 MAX_TILE_PIXELS = 256 * 256
 G2_VARS = ("g2", "g2_lag0", "mean_intensity", "status")
@@ -149,9 +150,11 @@ def _direct(intensity, path, shifts, mode, by, bx, n_lag, kw):
     else:
         sh, halo = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(n_t, 2)), halo_for(shifts, mode)
     n_out = n_lag + 3
-    packed = da.blockwise(_direct_block, "yxl", ys, "y", xs, "x", sh, "ta", new_axes={"l": n_out}, concatenate=True,
-                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), path=path, halo=halo, mode=mode,
-                          n_out=n_out, **kw)
+    with warnings.catch_warnings():  # the (y, x) block grid is the point, not a performance problem
+        warnings.simplefilter("ignore", da.PerformanceWarning)
+        packed = da.blockwise(_direct_block, "yxl", ys, "y", xs, "x", sh, "ta", new_axes={"l": n_out},
+                              concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), path=path,
+                              halo=halo, mode=mode, n_out=n_out, **kw)
     return (packed[..., :n_lag], packed[..., n_lag], packed[..., n_lag + 1],
             packed[..., n_lag + 2].astype(np.uint8))
 

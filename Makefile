@@ -47,6 +47,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_ingest.py
+	$(PY) benchmarks/bench_synth.py
+	$(PY) benchmarks/bench_g2.py kernel
+	$(PY) benchmarks/bench_g2.py pipeline
+	$(PY) benchmarks/bench_pooling.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

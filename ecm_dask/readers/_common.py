@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .base import length_to_nm, time_to_s
+from .base import FrameSource, length_to_nm, time_to_s
 
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
@@ -75,10 +75,8 @@ def _plausible(value: float | None, bounds: tuple[float, float]) -> float | None
     return float(value)
 
 
-def _calibrated_length(scale, unit, extra: dict, key: str) -> float | None:
-    """Pixel size in nm from a file's scale and unit; None (raw value kept in ``extra``) if absent or absurd."""
-    from ..schema import PIXEL_SIZE_RANGE_NM
-
+def _calibrated(scale, unit, extra: dict, key: str, convert, bounds) -> float | None:
+    """``convert(scale, unit)`` if it is plausible; else None, with the raw value kept in ``extra[key]``."""
     if scale is None:
         return None
     try:
@@ -87,28 +85,24 @@ def _calibrated_length(scale, unit, extra: dict, key: str) -> float | None:
         _put(extra, key, str(scale))
         return None
     unit = _clean_unit(unit)
-    nm = _plausible(length_to_nm(value, unit), PIXEL_SIZE_RANGE_NM) if unit else None
-    if unit and nm is None:
+    out = _plausible(convert(value, unit), bounds) if unit else None
+    if unit and out is None:
         _put(extra, key, f"{value:g} {unit}")
-    return nm
+    return out
+
+
+def _calibrated_length(scale, unit, extra: dict, key: str) -> float | None:
+    """Pixel size in nm from a file's scale and unit; None (raw value kept in ``extra``) if absent or absurd."""
+    from ..schema import PIXEL_SIZE_RANGE_NM
+
+    return _calibrated(scale, unit, extra, key, length_to_nm, PIXEL_SIZE_RANGE_NM)
 
 
 def _calibrated_time(scale, unit, extra: dict, key: str) -> float | None:
     """Frame time in s from a file's scale and unit; None (raw value kept in ``extra``) if absent or absurd."""
     from ..schema import FRAME_TIME_RANGE_S
 
-    if scale is None:
-        return None
-    try:
-        value = float(scale)
-    except (TypeError, ValueError):
-        _put(extra, key, str(scale))
-        return None
-    unit = _clean_unit(unit)
-    s = _plausible(time_to_s(value, unit), FRAME_TIME_RANGE_S) if unit else None
-    if unit and s is None:
-        _put(extra, key, f"{value:g} {unit}")
-    return s
+    return _calibrated(scale, unit, extra, key, time_to_s, FRAME_TIME_RANGE_S)
 
 
 def _clean_unit(unit) -> str | None:
@@ -268,3 +262,42 @@ def _rsciio_frames(kind: str, path: str, index: int, order: tuple[int, int, int]
     if hasattr(out, "compute"):
         out = out.compute(scheduler="sync")
     return np.asarray(out)
+
+
+class RsciioStackSource(FrameSource):
+    """An image stack read through rosettasciio's lazy reader (DM, Velox EMD): shared open and read logic.
+
+    Subclasses set ``_kind`` (rosettasciio module), ``_kwargs`` (reader options) and ``_prefix`` (of the
+    keys they put in ``extra``), and call :meth:`_open_stack` from ``__init__``.
+    """
+
+    _kind = ""
+    _kwargs: dict = {}
+    _prefix = ""
+
+    def _open_stack(self, path: str, dataset=None):
+        """Open ``path``, pick its image stack and set dtype, shape and axis order.
+
+        Returns ``(signals, sig, extra, frame_time_s, pixel_size_nm)``; the caller drops ``signals``
+        when done (they hold rosettasciio's open file).
+        """
+        self.paths = [path]
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file; check the path")
+        signals = _rsciio_open(self._kind, path, **self._kwargs)
+        index, sig = _rsciio_pick_stack(path, signals, dataset)
+        order, t_axis, y_axis, x_axis = _rsciio_axes(path, sig)
+        self.dtype = _native_dtype(path, sig["data"].dtype)
+        self.shape = _check_series_shape(path, tuple(sig["data"].shape[i] for i in order))
+        self._index, self._order = index, order
+        pre = self._prefix
+        extra: dict = {f"{pre}_signal_index": index}
+        frame_time = _calibrated_time(t_axis.get("scale"), t_axis.get("units"), extra, f"{pre}_frame_time_raw")
+        pixel = _calibrated_length(x_axis.get("scale"), x_axis.get("units"), extra, f"{pre}_pixel_size_raw")
+        if pixel is not None and y_axis.get("scale") != x_axis.get("scale"):
+            _put(extra, f"{pre}_pixel_size_y", f"{y_axis.get('scale')} {y_axis.get('units')}")
+        _put(extra, f"{pre}_stack_axis", f"{t_axis.get('name')} scale={t_axis.get('scale')} units={t_axis.get('units')}")
+        return signals, sig, extra, frame_time, pixel
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        return _rsciio_frames(self._kind, self.paths[0], self._index, self._order, start, stop, **self._kwargs)

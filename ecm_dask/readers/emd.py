@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._common import (
+    RsciioStackSource,
     _calibrated_length,
     _calibrated_time,
     _check_series_shape,
@@ -19,10 +20,6 @@ from ._common import (
     _is_time_unit,
     _native_dtype,
     _put,
-    _rsciio_axes,
-    _rsciio_frames,
-    _rsciio_open,
-    _rsciio_pick_stack,
 )
 from .base import FrameSource, SourceMetadata
 from .hdf5 import Hdf5Source, describe_candidates, open_h5
@@ -89,38 +86,22 @@ def open_emd(path: str | os.PathLike, dataset: str | None = None) -> FrameSource
     return Hdf5Source(path, dataset=dataset)
 
 
-class VeloxEmdSource(FrameSource):
+class VeloxEmdSource(RsciioStackSource):
     """The first image stack of a Thermo Fisher Velox EMD file (or the signal named by ``dataset``:
     its title such as ``"HAADF"``, or its index among the images)."""
 
     format_name = "Velox EMD"
+    _kind, _kwargs, _prefix = "emd", _VELOX_KWARGS, "velox"
 
     def __init__(self, path: str | os.PathLike, dataset: str | None = None):
-        path = os.fspath(path)
-        self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
-        signals = _rsciio_open("emd", path, **_VELOX_KWARGS)
+        signals, sig, extra, frame_time, pixel = self._open_stack(os.fspath(path), dataset)
         try:
-            index, sig = _rsciio_pick_stack(path, signals, dataset)
-            order, t_axis, y_axis, x_axis = _rsciio_axes(path, sig)
-            data = sig["data"]
-            self.dtype = _native_dtype(path, data.dtype)
-            self.shape = _check_series_shape(path, tuple(data.shape[i] for i in order))
-            self._index = index
-            self._order = order
-
-            extra: dict = {"velox_signal_index": index}
             general = (sig.get("metadata") or {}).get("General") or {}
             _put(extra, "velox_detector", general.get("title"))
             others = [str(((s.get("metadata") or {}).get("General") or {}).get("title")) for s in signals]
             if len(others) > 1:
                 _put(extra, "velox_signals", others)
             _put(extra, "velox_acquisition", f"{general.get('date', '')} {general.get('time', '')}".strip())
-            frame_time = _calibrated_time(t_axis.get("scale"), t_axis.get("units"), extra, "velox_frame_time_raw")
-            pixel = _calibrated_length(x_axis.get("scale"), x_axis.get("units"), extra, "velox_pixel_size_raw")
-            if pixel is not None and y_axis.get("scale") != x_axis.get("scale"):
-                _put(extra, "velox_pixel_size_y", f"{y_axis.get('scale')} {y_axis.get('units')}")
             om = sig.get("original_metadata") or {}
             inst = om.get("Instrument") or {}
             words = [str(inst.get(k)).strip() for k in ("Manufacturer", "InstrumentModel") if inst.get(k)]
@@ -134,9 +115,6 @@ class VeloxEmdSource(FrameSource):
             del signals  # drop rosettasciio's lazy arrays (and with them its open HDF5 handle)
         self.metadata = SourceMetadata(frame_time_s=frame_time, pixel_size_nm=pixel, instrument=instrument,
                                        extra=extra)
-
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        return _rsciio_frames("emd", self.paths[0], self._index, self._order, start, stop, **_VELOX_KWARGS)
 
 
 class BerkeleyEmdSource(FrameSource):

@@ -31,9 +31,20 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
     -------
     Path of the written store; ``xr.open_zarr(path)`` gives the dataset.
     """
-    from ..compute import run
     from ..ops import correlate
     from ..store.series import open_series
+
+    ds = open_series(series_path)
+    res = correlate(ds, shifts=shifts, **options)
+    res.attrs["series"] = os.path.abspath(series_path)
+    return write_checkpoint(res, output, overwrite=overwrite, progress=progress,
+                            label=f"g2 of {ds.intensity.shape} -> {output}")
+
+
+def write_checkpoint(ds, output: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,
+                     label: str = "") -> Path:
+    """Compute a lazy dataset into ``output`` (Zarr v3, consolidated) via ``<output>.partial`` and a rename."""
+    from ..compute import run
 
     output = Path(output)
     if output.exists():
@@ -44,12 +55,9 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
         shutil.rmtree(output)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    ds = open_series(series_path)
-    res = correlate(ds, shifts=shifts, **options)
-    res.attrs["series"] = os.path.abspath(series_path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        delayed = res.to_zarr(partial, mode="w", compute=False, zarr_format=3, consolidated=True)
-        run([delayed], progress=progress, label=f"g2 of {ds.intensity.shape} -> {output}")
+        delayed = ds.to_zarr(partial, mode="w", compute=False, zarr_format=3, consolidated=True)
+        run([delayed], progress=progress, label=label)
     os.replace(partial, output)
     return output

@@ -1,0 +1,115 @@
+"""KWW fits of every pixel's g2, mapped over dask blocks: maps of τ, β, contrast, baseline with errors.
+
+``g2 = baseline + contrast * exp(-2 (t / tau)^beta)`` is fitted by the batched kernel of
+:mod:`ecm_dask.kernels.kww` (no Python loop over pixels); each dask task fits one block of pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import schema as S
+from ..kernels import kww as KW
+
+PARAM = S.PARAM
+PARAM2 = "param2"
+#: literature reliability rules: a series should last >= 40 tau, frames should be <= 0.1 tau apart
+MIN_TAUS_IN_SERIES = 40.0
+MAX_FRAME_OVER_TAU = 0.1
+QUALITY_SHORT_SERIES = 1
+QUALITY_UNDERSAMPLED = 2
+QUALITY_FLAGS = {QUALITY_SHORT_SERIES: "series_shorter_than_40_tau",
+                 QUALITY_UNDERSAMPLED: "frame_time_longer_than_0.1_tau"}
+MAP_UNITS = {"tau": "s", "beta": "1", "contrast": "1", "baseline": "1"}
+
+
+def _fit_block(g2, *, lag, sigma_mode, pairs, bounds, fixed, baseline, max_iter):
+    """apply_ufunc core: (..., lag) -> packed (..., 4 params + 4 errors + 16 cov + chi2 + n_iter + status + tau_mf)."""
+    shape = g2.shape[:-1]
+    flat = np.ascontiguousarray(g2.reshape(-1, g2.shape[-1]), dtype=np.float64)
+    fit = KW.fit_kww(flat, lag, pairs=pairs if sigma_mode == "pairs" else None, bounds=bounds, fixed=fixed,
+                     baseline=baseline, max_iter=max_iter)
+    tau_mf = KW.tau_crossing(flat, lag)
+    out = np.concatenate([fit.params, fit.errors, fit.cov.reshape(-1, 16), fit.chi2_red[:, None],
+                          fit.n_iter[:, None].astype(np.float64), fit.status[:, None].astype(np.float64),
+                          np.asarray(tau_mf, dtype=np.float64)[:, None]], axis=1)
+    return out.reshape(*shape, out.shape[-1])
+
+
+def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: dict | None = None,
+            baseline: str | float = "free", max_iter: int = 100):
+    """Fit every pixel's g2 to ``baseline + contrast * exp(-2 (t/tau)^beta)``.
+
+    Parameters
+    ----------
+    g2 : the Dataset from :func:`ecm_dask.ops.correlate` (needs ``g2`` and, for weights, ``pairs``)
+    weights : ``"pairs"`` (relative weights proportional to the frame pairs per lag point; default) or ``"none"``
+    bounds : override default bounds, e.g. ``{"beta": (0.2, 2.0), "tau": (lo_s, hi_s)}`` (tau in seconds);
+        defaults: beta in [0.1, 2.5], tau between one frame and 10x the series length, contrast > 0
+    fixed : fix parameters, e.g. ``{"beta": 1.0}`` or ``{"baseline": 1.0}`` (tau in seconds)
+    baseline : ``"free"`` (default) or ``"fixed"`` (= 1) or a number
+    max_iter : iteration cap of the Levenberg-Marquardt solver
+
+    Returns
+    -------
+    Dataset on (y, x): ``tau`` (s), ``beta``, ``contrast``, ``baseline``, their ``*_err``, ``chi2`` (reduced),
+    ``n_iter``, ``status`` (fit status codes), ``quality`` (bit flags: series < 40 tau, frame time > 0.1 tau),
+    ``tau_model_free`` (s; where g2 falls to 1/e^2 of its initial contrast) and ``covariance (y, x, param, param2)``.
+    Pixels whose g2 is NaN (dead, saturated, out of view) get NaN maps and status ``bad input``.
+    """
+    import xarray as xr
+
+    if not isinstance(g2, xr.Dataset) or "g2" not in g2:
+        raise ValueError("fit_kww needs the Dataset returned by ecm_dask.ops.correlate (with 'g2' and 'pairs')")
+    if weights not in ("pairs", "none"):
+        raise ValueError(f"weights must be 'pairs' or 'none', got {weights!r}")
+    curves = g2["g2"]
+    lag = np.asarray(g2[S.LAG].values, dtype=np.float64)
+    frame_time = float(g2.attrs.get("frame_time_s", lag[0]))
+    n_frames = int(g2.attrs.get("n_frames", round(2 * lag[-1] / frame_time)))
+    series_s = n_frames * frame_time
+    b = {"tau": (frame_time, 10.0 * series_s), "beta": (0.1, 2.5)}
+    b.update(bounds or {})
+    pairs = np.asarray(g2["pairs"].values, dtype=np.float64) if "pairs" in g2 else None
+    if weights == "pairs" and pairs is None:
+        raise ValueError("weights='pairs' needs the 'pairs' variable of the g2 dataset")
+    if curves.chunks is None:
+        curves = curves.chunk({S.Y: 128, S.X: 128})
+    curves = curves.chunk({S.LAG: -1})
+    kw = dict(lag=lag, sigma_mode=weights, pairs=pairs, bounds=b, fixed=fixed, baseline=baseline, max_iter=max_iter)
+    n_out = 4 + 4 + 16 + 4
+    packed = xr.apply_ufunc(_fit_block, curves, input_core_dims=[[S.LAG]], output_core_dims=[["_out"]],
+                            dask="parallelized", output_dtypes=[np.float64],
+                            dask_gufunc_kwargs={"output_sizes": {"_out": n_out}}, kwargs=kw)
+    names = KW.PARAMS
+    ds = xr.Dataset(coords={S.Y: curves[S.Y], S.X: curves[S.X]})
+    for i, name in enumerate(names):
+        ds[name] = packed.isel(_out=i, drop=True).astype(np.float32)
+        ds[name].attrs.update({"units": MAP_UNITS[name], "long_name": f"KWW {name}"})
+        ds[f"{name}_err"] = packed.isel(_out=4 + i, drop=True).astype(np.float32)
+        ds[f"{name}_err"].attrs.update({"units": MAP_UNITS[name], "long_name": f"standard error of {name}"})
+    cov = packed.isel(_out=slice(8, 24)).data.reshape(*packed.shape[:2], 4, 4)
+    ds["covariance"] = ((S.Y, S.X, PARAM, PARAM2), cov, {"long_name": "parameter covariance"})
+    ds = ds.assign_coords({PARAM: list(names), PARAM2: list(names)})
+    ds["chi2"] = packed.isel(_out=24, drop=True).astype(np.float32)
+    ds["chi2"].attrs["long_name"] = "reduced chi-square"
+    ds["n_iter"] = packed.isel(_out=25, drop=True).astype(np.int16)
+    status = packed.isel(_out=26, drop=True).astype(np.uint8)
+    ds["status"] = status
+    ds["status"].attrs.update({"long_name": "fit status", "flag_values": list(KW.FIT_STATUS),
+                               "flag_meanings": " ".join(v.replace(" ", "_") for v in KW.FIT_STATUS.values())})
+    ds["tau_model_free"] = packed.isel(_out=27, drop=True).astype(np.float32)
+    ds["tau_model_free"].attrs.update({"units": "s", "long_name": "time for g2 - baseline to fall to 1/e^2 of "
+                                                                   "its initial contrast (no model)"})
+    tau = ds["tau"]
+    quality = (xr.where(series_s < MIN_TAUS_IN_SERIES * tau, QUALITY_SHORT_SERIES, 0)
+               + xr.where(frame_time > MAX_FRAME_OVER_TAU * tau, QUALITY_UNDERSAMPLED, 0))
+    ds["quality"] = quality.where(np.isfinite(tau), 0).astype(np.uint8)
+    ds["quality"].attrs.update({"long_name": "reliability flags (literature rules)",
+                                "flag_masks": list(QUALITY_FLAGS), "flag_meanings": " ".join(QUALITY_FLAGS.values())})
+    ds.attrs.update({"model": "g2 = baseline + contrast * exp(-2 (t / tau)^beta)", "weights": weights,
+                     "baseline_mode": str(baseline), "fixed": str(fixed or {}),
+                     "bounds": {k: [float(v[0]), float(v[1])] for k, v in b.items()},
+                     "series_length_s": series_s, "frame_time_s": frame_time,
+                     "g2_estimator": g2.attrs.get("estimator"), "g2_normalization": g2.attrs.get("normalization")})
+    return ds

@@ -51,6 +51,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_g2.py kernel
 	$(PY) benchmarks/bench_g2.py pipeline
 	$(PY) benchmarks/bench_pooling.py
+	$(PY) benchmarks/bench_fit.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

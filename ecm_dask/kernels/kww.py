@@ -327,7 +327,24 @@ def initial_guess(g2, lag, baseline_fixed=None) -> np.ndarray:
     return _guess_from_raw(_guess_raw(y, t, baseline_fixed), _lag_range(t)[1])
 
 
-def tau_crossing(g2, lag, baseline=None) -> np.ndarray:
+def smooth_curves(y: np.ndarray, window: int) -> np.ndarray:
+    """NaN-aware centred running mean over ``window`` neighbouring lag points (shrinking at the ends)."""
+    if window <= 1:
+        return y
+    half = window // 2
+    finite = np.isfinite(y)
+    v = np.where(finite, y, 0.0)
+    cs = np.concatenate([np.zeros((y.shape[0], 1)), np.cumsum(v, axis=1)], axis=1)
+    cn = np.concatenate([np.zeros((y.shape[0], 1)), np.cumsum(finite, axis=1)], axis=1)
+    idx = np.arange(y.shape[1])
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, y.shape[1])
+    n = cn[:, hi] - cn[:, lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (cs[:, hi] - cs[:, lo]) / n
+    return np.where(finite & (n > 0), out, np.nan)
+
+
+def tau_crossing(g2, lag, baseline=None, smooth: int = 1) -> np.ndarray:
     """Model-free relaxation time: where ``g2 - baseline`` first falls below ``A / e^2``.
 
     ``A`` is the mean of the first 3 finite points minus the baseline; for a KWW curve the crossing is at
@@ -338,13 +355,15 @@ def tau_crossing(g2, lag, baseline=None) -> np.ndarray:
     g2 : (N, L) curves (NaN/inf mark missing points)
     lag : (L,) lags, > 0 and increasing
     baseline : None (median of the last ~20 % of the finite points), or a scalar / (N,) array
+    smooth : running mean over this many neighbouring lag points first (1 = none); on noisy per-pixel
+        curves 3 keeps a noise spike from ending the search early
 
     Returns
     -------
     (N,) float64 crossing lags (unit of ``lag``); NaN where the curve never falls below the level, where
     the contrast is not positive, or where there is no finite point.
     """
-    y = _curves(g2)
+    y = smooth_curves(_curves(g2), int(smooth))
     t = _lags(lag, y.shape[1])
     return _guess_raw(y, t, baseline)[:, 2].copy()
 

@@ -1,0 +1,519 @@
+"""Drift estimation for long image series (pure NumPy/SciPy).
+
+Convention (the same as :mod:`ecm_dask.kernels.shift` and :func:`ecm_dask.synth.drift_trace`): frame
+``t`` shows the sample displaced by ``+shift(t) = (dy, dx)``, i.e.
+``observed[t, y, x] = sample[y - dy, x - dx]``; registration reads ``observed[t, y + dy, x + dx]``.
+
+* :func:`phase_correlation` - shift of one image relative to a reference, sub-pixel by an upsampled
+  matrix-multiply DFT around the coarse peak (Guizar-Sicairos, Thurman & Fienup, Opt. Lett. 33, 156
+  (2008)) followed by a 3-point parabolic fit on the upsampled grid;
+* :func:`estimate_shifts` - shifts of every frame of a reference ROI relative to frame 0;
+* :func:`clean_shifts` - flag and interpolate single-frame outliers, optional smoothing;
+* :func:`suggest_reference` - a bright, static, textured window to use as the reference ROI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["REFERENCE_MODES", "WINDOWS", "clean_shifts", "estimate_shifts", "phase_correlation",
+           "suggest_reference"]
+
+WINDOWS = ("hann", "tukey", None)
+REFERENCE_MODES = ("first", "mean", "iterative")
+MIN_SIZE = 4  # smallest image side phase correlation accepts
+_TUKEY_ALPHA = 0.5
+_MAD_SCALE = 1.4826  # MAD -> standard deviation for Gaussian data
+LOWPASS_SIGMA = 0.15  # cycles/px, Gaussian weight of the whitened cross-power
+REFINE_PASSES = 2
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _window1d(n: int, kind: str | None, shift: float = 0.0) -> np.ndarray:
+    """Periodic apodisation window of length ``n`` evaluated at ``arange(n) - shift`` (0 outside)."""
+    u = np.arange(n, dtype=np.float64) - shift
+    if kind is None:
+        return np.ones(n)
+    inside = (u >= 0) & (u <= n)
+    if kind == "hann":
+        w = np.sin(np.pi * u / n) ** 2
+    elif kind == "tukey":
+        taper = 0.5 * _TUKEY_ALPHA * n
+        w = np.ones(n)
+        lo = u < taper
+        hi = u > n - taper
+        w[lo] = 0.5 * (1.0 - np.cos(np.pi * u[lo] / taper))
+        w[hi] = 0.5 * (1.0 - np.cos(np.pi * (n - u[hi]) / taper))
+    else:  # pragma: no cover - checked by callers
+        raise ValueError(f"window must be one of {WINDOWS}, got {kind!r}")
+    return np.where(inside, w, 0.0)
+
+
+def _check_window(window) -> None:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+
+
+def _check_upsample(upsample) -> int:
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or upsample < 1:
+        raise ValueError(f"upsample must be an integer >= 1, got {upsample!r}")
+    return int(upsample)
+
+
+def _check_max_shift(max_shift) -> tuple[float, float] | None:
+    if max_shift is None:
+        return None
+    try:
+        m = np.broadcast_to(np.asarray(max_shift, dtype=np.float64), (2,))
+    except (TypeError, ValueError):
+        m = None
+    if m is None or not np.isfinite(m).all() or (m < 0).any():
+        raise ValueError(f"max_shift must be None, a number >= 0 or a pair (my, mx) of them, got {max_shift!r}")
+    return float(m[0]), float(m[1])
+
+
+def _spectrum(img: np.ndarray, kind: str | None, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """FFT of the image minus its window-weighted mean, times the window shifted by ``shift``."""
+    wy = _window1d(img.shape[0], kind, shift[0])
+    wx = _window1d(img.shape[1], kind, shift[1])
+    w = wy[:, None] * wx[None, :]
+    sw = w.sum()
+    mean = (img * w).sum() / sw if sw > 0 else img.mean()
+    return np.fft.fft2((img - mean) * w)
+
+
+def _weights(shape: tuple[int, int]) -> np.ndarray:
+    """Spectral weights of the whitened cross-power: Gaussian low-pass (noise and interpolation-bias
+    suppression), zero at DC and on the Nyquist row/column of even sizes (ill-defined phase)."""
+    fy = np.fft.fftfreq(shape[0])
+    fx = np.fft.fftfreq(shape[1])
+    w = np.exp(-0.5 * (fy[:, None] ** 2 + fx[None, :] ** 2) / LOWPASS_SIGMA**2)
+    w[0, 0] = 0.0
+    if shape[0] % 2 == 0:
+        w[shape[0] // 2, :] = 0.0
+    if shape[1] % 2 == 0:
+        w[:, shape[1] // 2] = 0.0
+    return w / w.sum()
+
+
+def _cross_power(f_ref: np.ndarray, f_img: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted ``G conj(F) / |G conj(F)|``; its inverse transform peaks at ``+(dy, dx)`` with height
+    1 (weights sum to 1) for identical, shifted content."""
+    r = f_img * np.conj(f_ref)
+    mag = np.abs(r)
+    top = mag.max() if mag.size else 0.0
+    eps = 1e-12 * top if top > 0 else 1.0
+    return weights * r / np.maximum(mag, eps)
+
+
+def _coarse_peak(r: np.ndarray, max_shift: tuple[float, float] | None) -> tuple[int, int]:
+    ny, nx = r.shape
+    corr = np.real(np.fft.ifft2(r))
+    if max_shift is not None:
+        fy = np.fft.fftfreq(ny) * ny
+        fx = np.fft.fftfreq(nx) * nx
+        allowed = (np.abs(fy)[:, None] <= max_shift[0] + 0.5) & (np.abs(fx)[None, :] <= max_shift[1] + 0.5)
+        corr = np.where(allowed, corr, -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    return int(iy - ny if iy > ny // 2 else iy), int(ix - nx if ix > nx // 2 else ix)
+
+
+def _upsampled_idft(r: np.ndarray, centre: tuple[float, float], upsample: int, size: int) -> np.ndarray:
+    """Real part of ``sum_k r(k) exp(2 pi i k.s)`` on a ``size x size`` grid of step ``1/upsample`` px
+    centred on ``centre``: two small matrix multiplications (Guizar-Sicairos et al. 2008) instead of
+    a zero-padded FFT."""
+    ny, nx = r.shape
+    off = (np.arange(size) - size // 2) / upsample
+    ky = np.exp(2j * np.pi * (centre[0] + off)[:, None] * np.fft.fftfreq(ny)[None, :])  # (size, ny)
+    kx = np.exp(2j * np.pi * np.fft.fftfreq(nx)[:, None] * (centre[1] + off)[None, :])  # (nx, size)
+    return np.real(ky @ r @ kx)
+
+
+def _parabolic(cm: float, c0: float, cp: float) -> float:
+    den = cm - 2.0 * c0 + cp
+    if not den < 0:  # not a maximum
+        return 0.0
+    return float(np.clip(0.5 * (cm - cp) / den, -0.5, 0.5))
+
+
+def _locate(r: np.ndarray, centre: tuple[float, float], upsample: int,
+            limit: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Sub-pixel peak of the (weighted) cross-power's inverse transform near ``centre``, within
+    ``|dy| <= limit[0]``, ``|dx| <= limit[1]`` if given."""
+    size = int(math.ceil(1.5 * upsample)) | 1  # odd, covers +-0.75 px
+    cy = round(centre[0] * upsample) / upsample
+    cx = round(centre[1] * upsample) / upsample
+    for _ in range(4):  # re-centre if the maximum sits on the border of the upsampled region
+        up = _upsampled_idft(r, (cy, cx), upsample, size)
+        jy, jx = np.unravel_index(int(np.argmax(up)), up.shape)
+        if 0 < jy < size - 1 and 0 < jx < size - 1:
+            break
+        ny = cy + (jy - size // 2) / upsample
+        nx = cx + (jx - size // 2) / upsample
+        if limit is not None and (abs(ny) > limit[0] or abs(nx) > limit[1]):
+            break
+        cy, cx = ny, nx
+    sub_y = _parabolic(up[jy - 1, jx], up[jy, jx], up[jy + 1, jx]) if 0 < jy < size - 1 else 0.0
+    sub_x = _parabolic(up[jy, jx - 1], up[jy, jx], up[jy, jx + 1]) if 0 < jx < size - 1 else 0.0
+    dy = cy + (jy - size // 2 + sub_y) / upsample
+    dx = cx + (jx - size // 2 + sub_x) / upsample
+    if limit is not None:
+        dy = np.clip(dy, -limit[0], limit[0])
+        dx = np.clip(dx, -limit[1], limit[1])
+    return float(dy), float(dx), float(np.clip(up[jy, jx], 0.0, 1.0))
+
+
+def _refine_tracked(f_ref: np.ndarray, crop: np.ndarray, frac: tuple[float, float], window: str | None,
+                    weights: np.ndarray, upsample: int) -> tuple[float, float, float]:
+    """Residual shift of ``crop`` against the reference spectrum ``f_ref`` (same size, window at 0):
+    the crop's window is moved with the current estimate, so the apodisation does not pull the
+    estimate towards zero; repeated ``REFINE_PASSES`` times."""
+    fy, fx = frac
+    pk = 0.0
+    for _ in range(REFINE_PASSES if window is not None else 1):
+        r = _cross_power(f_ref, _spectrum(crop, window, (fy, fx)), weights)
+        ny, nx, pk = _locate(r, (fy, fx), upsample)
+        if abs(ny) > 1.5 or abs(nx) > 1.5:  # lost: keep the previous estimate
+            break
+        fy, fx = ny, nx
+    return fy, fx, pk
+
+
+# -------------------------------------------------------------------------------- phase correlation
+def phase_correlation(reference, image, *, upsample: int = 20, window: str | None = "hann",
+                      max_shift=None) -> tuple[float, float, float]:
+    """Shift of ``image`` relative to ``reference`` by phase correlation.
+
+    Parameters
+    ----------
+    reference, image : (h, w) array_like
+        Two images of the same shape (each side >= 4).
+    upsample : int
+        Sub-pixel refinement factor: the correlation peak is re-evaluated on a grid of step
+        ``1/upsample`` px around the coarse peak by an upsampled matrix-multiply DFT, then refined by
+        a 3-point parabolic fit.
+    window : {"hann", "tukey", None}
+        Apodisation applied to both (mean-subtracted) images before the FFT.
+    max_shift : None, float or (float, float)
+        Search the coarse peak only within ``|dy| <= my``, ``|dx| <= mx``.
+
+    Returns
+    -------
+    (dy, dx, peak) : tuple of float
+        ``image`` shows the reference content displaced by ``+(dy, dx)``:
+        ``image[y, x] ~ reference[y - dy, x - dx]``.  ``peak`` is the height of the normalised
+        (low-pass weighted) phase-correlation peak in [0, 1]: 1 for identical shifted content, ~0
+        for unrelated images.
+
+    Notes
+    -----
+    The whitened cross-power spectrum is weighted by a Gaussian low-pass (sigma 0.15 cycles/px),
+    which suppresses shot noise and the phase errors of interpolated (e.g. bilinearly drifted) data
+    at high frequencies.  With a window, after the coarse estimate the overlapping parts of the two
+    images are correlated again with the image's window moved by the current estimate (twice),
+    which removes the bias of a static apodisation window towards zero shift.  ``window=None``
+    assumes periodic content (circular shifts) and skips that step.
+    """
+    ref = np.asarray(reference, dtype=np.float64)
+    img = np.asarray(image, dtype=np.float64)
+    if ref.ndim != 2:
+        raise ValueError(f"reference must be a 2-D image, got shape {ref.shape}")
+    if img.shape != ref.shape:
+        raise ValueError(f"image shape {img.shape} differs from reference shape {ref.shape}")
+    if min(ref.shape) < MIN_SIZE:
+        raise ValueError(f"reference/image must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {ref.shape}")
+    if not (np.isfinite(ref).all() and np.isfinite(img).all()):
+        raise ValueError("reference and image must be finite (no NaN/inf)")
+    _check_window(window)
+    upsample = _check_upsample(upsample)
+    ms = _check_max_shift(max_shift)
+    h, w = ref.shape
+    r = _cross_power(_spectrum(ref, window), _spectrum(img, window), _weights(ref.shape))
+    dy, dx, pk = _locate(r, _coarse_peak(r, ms), upsample, ms)
+    # refinement on the overlap at the integer shift, window tracking the fractional part
+    ny, nx = int(math.floor(dy + 0.5)), int(math.floor(dx + 0.5))
+    oh, ow = h - abs(ny), w - abs(nx)
+    if window is not None and oh >= max(MIN_SIZE, h // 3) and ow >= max(MIN_SIZE, w // 3):
+        rc = ref[max(0, -ny):max(0, -ny) + oh, max(0, -nx):max(0, -nx) + ow]
+        ic = img[max(0, ny):max(0, ny) + oh, max(0, nx):max(0, nx) + ow]
+        fy, fx, pk2 = _refine_tracked(_spectrum(rc, window), ic, (dy - ny, dx - nx), window,
+                                      _weights(rc.shape), upsample)
+        dy, dx, pk = ny + fy, nx + fx, pk2
+    if ms is not None:
+        dy, dx = np.clip(dy, -ms[0], ms[0]), np.clip(dx, -ms[1], ms[1])
+    return float(dy), float(dx), float(pk)
+
+
+# --------------------------------------------------------------------------------- shift estimation
+def _register_mean(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Mean of all frames registered onto the frame-0 grid (cubic spline, edges extended)."""
+    acc = np.zeros(frames.shape[1:], dtype=np.float64)
+    for t in range(frames.shape[0]):
+        # registered[y, x] = frame[y + dy, x + dx]  <=>  ndimage.shift by -(dy, dx)
+        acc += ndimage.shift(frames[t], -shifts[t], order=3, mode="nearest", prefilter=True)
+    return acc / frames.shape[0]
+
+
+def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, window, max_shift) \
+        -> tuple[np.ndarray, np.ndarray]:
+    """Coarse pass over the whole ROI, then a tracked window: the reference's interior (ROI minus the
+    largest integer shift on every side) against the same-size window cut from each frame at its
+    integer shift, with the apodisation moved by the fractional part."""
+    n_t, h, w = frames.shape
+    weights = _weights((h, w))
+    f_ref = _spectrum(ref, window)
+    out = np.empty((n_t, 2))
+    peaks = np.empty(n_t)
+    for t in range(n_t):
+        r = _cross_power(f_ref, _spectrum(frames[t], window), weights)
+        dy, dx, pk = _locate(r, _coarse_peak(r, max_shift), upsample, max_shift)
+        out[t] = dy, dx
+        peaks[t] = pk
+    n_int = np.floor(out + 0.5).astype(np.int64)
+    my, mx = (int(v) for v in np.abs(n_int).max(axis=0))
+    ih, iw = h - 2 * my, w - 2 * mx
+    if ih < max(MIN_SIZE, h // 3) or iw < max(MIN_SIZE, w // 3):
+        return out, peaks  # not enough margin for a tracked window
+    weights_i = _weights((ih, iw))
+    f_ref_i = _spectrum(ref[my:my + ih, mx:mx + iw], window)
+    for t in range(n_t):
+        y0, x0 = my + n_int[t, 0], mx + n_int[t, 1]
+        crop = frames[t, y0:y0 + ih, x0:x0 + iw]
+        fy, fx, pk = _refine_tracked(f_ref_i, crop, (out[t, 0] - n_int[t, 0], out[t, 1] - n_int[t, 1]),
+                                     window, weights_i, upsample)
+        out[t] = n_int[t, 0] + fy, n_int[t, 1] + fx
+        peaks[t] = pk
+    if max_shift is not None:
+        out = np.clip(out, -np.asarray(max_shift), np.asarray(max_shift))
+    return out, peaks
+
+
+def estimate_shifts(frames, *, reference: str = "first", n_ref: int = 10, upsample: int = 20,
+                    window: str | None = "hann", max_shift=None,
+                    iterations: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Drift of every frame of a reference ROI relative to frame 0.
+
+    Parameters
+    ----------
+    frames : (T, h, w) array_like
+        All frames of a static, textured reference ROI, cut out with a margin at least as large as
+        the drift on every side.
+    reference : {"first", "mean", "iterative"}
+        ``"first"``: frame 0; ``"mean"``: mean of the first ``n_ref`` frames; ``"iterative"``: start
+        from the ``"mean"`` estimate, then ``iterations`` times re-estimate against the mean of all
+        frames registered with the current shifts.
+    n_ref : int
+        Number of leading frames averaged for ``"mean"`` (and the start of ``"iterative"``).
+    upsample, window, max_shift
+        See :func:`phase_correlation`.
+    iterations : int
+        Number of re-referencing rounds of ``"iterative"`` (>= 1).
+
+    Returns
+    -------
+    shifts : (T, 2) float64
+        ``(dy, dx)`` per frame in the convention of :mod:`ecm_dask.kernels.shift`; ``shifts[0]`` is
+        exactly 0 (the estimate of frame 0 is subtracted from all frames).
+    peaks : (T,) float64
+        Normalised phase-correlation peak heights (quality, in [0, 1]).
+
+    Notes
+    -----
+    Each frame is first correlated over the whole ROI, then again on the interior of the reference
+    (ROI minus the largest integer shift on every side) against the same-size window cut from the
+    frame at its integer shift; the second pass gives the sub-pixel value, free of the bias a static
+    apodisation window causes for large shifts.
+    """
+    f = np.asarray(frames)
+    if f.ndim != 3:
+        raise ValueError(f"frames must be a 3-D array (T, h, w), got shape {f.shape}")
+    n_t, h, w = f.shape
+    if n_t < 1:
+        raise ValueError("frames must contain at least one frame")
+    if h < MIN_SIZE or w < MIN_SIZE:
+        raise ValueError(f"frames must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {(h, w)}")
+    if reference not in REFERENCE_MODES:
+        raise ValueError(f"reference must be one of {REFERENCE_MODES}, got {reference!r}")
+    if isinstance(n_ref, bool) or not isinstance(n_ref, (int, np.integer)) or n_ref < 1:
+        raise ValueError(f"n_ref must be an integer >= 1, got {n_ref!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    _check_window(window)
+    upsample = _check_upsample(upsample)
+    ms = _check_max_shift(max_shift)
+    f = f.astype(np.float64, copy=False)
+    if not np.isfinite(f).all():
+        raise ValueError("frames must be finite (no NaN/inf)")
+
+    kw = dict(upsample=upsample, window=window, max_shift=ms)
+    ref = f[0] if reference == "first" else f[:min(int(n_ref), n_t)].mean(axis=0)
+    shifts, peaks = _shifts_against(ref, f, **kw)
+    shifts -= shifts[0].copy()
+    if reference == "iterative":
+        for _ in range(int(iterations)):
+            ref = _register_mean(f, shifts)
+            shifts, peaks = _shifts_against(ref, f, **kw)
+            shifts -= shifts[0].copy()
+    shifts[0] = 0.0
+    return shifts, peaks
+
+
+# ------------------------------------------------------------------------------------------ cleaning
+def _mad(x: np.ndarray) -> float:
+    return float(_MAD_SCALE * np.median(np.abs(x - np.median(x)))) if x.size else 0.0
+
+
+def clean_shifts(shifts, peaks, *, min_peak: float | None = None, max_jump: float | None = None,
+                 smooth: int = 0, smooth_kind: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Flag single-frame outliers of a drift trace and replace them by interpolation.
+
+    Parameters
+    ----------
+    shifts : (T, 2) array_like
+        ``(dy, dx)`` per frame, e.g. from :func:`estimate_shifts`.
+    peaks : (T,) array_like
+        Phase-correlation peak heights of those estimates.
+    min_peak : float, optional
+        Frames with ``peak < min_peak`` are outliers.  Default ``median(peaks) - 5 * MAD(peaks)``
+        (MAD scaled by 1.4826 to a Gaussian standard deviation).
+    max_jump : float, optional
+        Frames whose shift differs (on either axis) from the running median over 5 frames by more
+        than this are outliers.  Default: per axis, ``5 * MAD`` of the first differences (scaled as
+        above), at least 1e-3 px.
+    smooth : int
+        If > 1, a centred moving mean (``smooth_kind="mean"``) or median (``"median"``) over
+        ``2 * (smooth // 2) + 1`` frames (even sizes rounded up) is applied after the outliers are
+        replaced; the trace is extended point-symmetrically about its end frames, so the first and
+        last frames keep their values and linear trends are not bent at the ends.
+    smooth_kind : {"mean", "median"}
+
+    Returns
+    -------
+    cleaned : (T, 2) float64
+        The trace with outliers linearly interpolated from the good neighbours (constant beyond the
+        ends), smoothed if asked.  Not re-referenced: if frame 0 itself was flagged, subtract
+        ``cleaned[0]`` to keep shifts relative to frame 0.
+    outliers : (T,) bool
+        The flagged frames.
+    """
+    s = np.asarray(shifts, dtype=np.float64)
+    pk = np.asarray(peaks, dtype=np.float64)
+    if s.ndim != 2 or s.shape[1] != 2:
+        raise ValueError(f"shifts must have shape (T, 2), got {s.shape}")
+    if pk.shape != (s.shape[0],):
+        raise ValueError(f"peaks must have shape ({s.shape[0]},) to match shifts, got {pk.shape}")
+    if not (np.isfinite(s).all() and np.isfinite(pk).all()):
+        raise ValueError("shifts and peaks must be finite")
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, np.integer)) or smooth < 0:
+        raise ValueError(f"smooth must be an integer >= 0 (frames), got {smooth!r}")
+    if smooth_kind not in ("mean", "median"):
+        raise ValueError(f"smooth_kind must be 'mean' or 'median', got {smooth_kind!r}")
+    if min_peak is not None and not np.isfinite(min_peak):
+        raise ValueError(f"min_peak must be a finite number, got {min_peak!r}")
+    if max_jump is not None and not (np.isfinite(max_jump) and max_jump > 0):
+        raise ValueError(f"max_jump must be a number > 0, got {max_jump!r}")
+    n_t = s.shape[0]
+    out = s.copy()
+    bad = np.zeros(n_t, dtype=bool)
+    if n_t < 3:
+        return out, bad
+    thr_peak = float(np.median(pk) - 5.0 * _mad(pk)) if min_peak is None else float(min_peak)
+    bad |= pk < thr_peak
+    local = ndimage.median_filter(s, size=(5, 1), mode="nearest")
+    if max_jump is None:
+        d = np.diff(s, axis=0)
+        thr_jump = np.array([max(5.0 * _mad(d[:, k]), 1e-3) for k in range(2)])
+    else:
+        thr_jump = np.array([float(max_jump)] * 2)
+    bad |= (np.abs(s - local) > thr_jump[None, :]).any(axis=1)
+    good = ~bad
+    if bad.any() and good.any():
+        t = np.arange(n_t)
+        for k in range(2):
+            out[bad, k] = np.interp(t[bad], t[good], s[good, k])
+    if smooth > 1:
+        k = int(smooth) // 2  # window 2k + 1 frames
+        # point-symmetric extension about the end frames: keeps them (frame 0 stays exactly where it
+        # was) and keeps linear trends unbiased at the ends
+        ext = np.concatenate([2 * out[:1] - out[k:0:-1], out, 2 * out[-1:] - out[-2:-k - 2:-1]], axis=0) \
+            if k < n_t else out
+        if ext is not out:
+            if smooth_kind == "mean":
+                sm = ndimage.uniform_filter1d(ext, size=2 * k + 1, axis=0, mode="nearest")
+            else:
+                sm = ndimage.median_filter(ext, size=(2 * k + 1, 1), mode="nearest")
+            sm = sm[k:k + n_t]
+            sm[[0, -1]] = out[[0, -1]]  # equal up to rounding: make it exact
+            out = sm
+    return out, bad
+
+
+# ------------------------------------------------------------------------------ reference suggestion
+def suggest_reference(mean_image, var_image, *, size=(48, 48),
+                      min_mean: float | None = None) -> tuple[int, int, int, int]:
+    """Window ``(y0, y1, x0, x1)`` suited as drift reference: bright, static and textured.
+
+    Parameters
+    ----------
+    mean_image, var_image : (ny, nx) array_like
+        Temporal mean and variance of the series (counts), e.g. over the first frames.
+    size : int or (int, int)
+        Window size ``(h, w)``; must fit in the image.
+    min_mean : float, optional
+        Windows whose mean intensity is below this are not considered.
+
+    Returns
+    -------
+    (y0, y1, x0, x1) : tuple of int
+        The window maximising ``mean * spatial_std / sqrt(fano)`` where, over the window, ``mean``
+        is the average of ``mean_image``, ``spatial_std`` its standard deviation (texture, needed to
+        register) and ``fano = mean(var_image) / mean`` the temporal variance relative to shot noise
+        (~1 for a static object imaged with counting noise, larger for dynamic speckle or motion).
+
+    Notes
+    -----
+    Drift itself adds temporal variance where the image has texture, so compute the mean and
+    variance over a stretch of frames in which the drift is small compared with the texture scale
+    (e.g. the first few tens of frames).  The square root softens the penalty so that a textured
+    object that moved a little still beats weakly textured wire edges.
+    """
+    m = np.asarray(mean_image, dtype=np.float64)
+    v = np.asarray(var_image, dtype=np.float64)
+    if m.ndim != 2:
+        raise ValueError(f"mean_image must be 2-D, got shape {m.shape}")
+    if v.shape != m.shape:
+        raise ValueError(f"var_image shape {v.shape} differs from mean_image shape {m.shape}")
+    sz = (size, size) if np.ndim(size) == 0 else tuple(size)
+    if len(sz) != 2 or not all(isinstance(z, (int, np.integer)) and not isinstance(z, bool) and z >= MIN_SIZE
+                               for z in sz):
+        raise ValueError(f"size must be an integer or (h, w) of integers >= {MIN_SIZE}, got {size!r}")
+    h, w = int(sz[0]), int(sz[1])
+    ny, nx = m.shape
+    if h > ny or w > nx:
+        raise ValueError(f"size {(h, w)} is larger than the image {m.shape}")
+    if min_mean is not None and not np.isfinite(min_mean):
+        raise ValueError(f"min_mean must be a finite number, got {min_mean!r}")
+    m = np.nan_to_num(m, nan=0.0)
+    v = np.nan_to_num(v, nan=0.0)
+    # uniform_filter is centred: for even sizes the centre is at index size // 2 of the window
+    mean_w = ndimage.uniform_filter(m, size=(h, w), mode="constant")
+    sq_w = ndimage.uniform_filter(m * m, size=(h, w), mode="constant")
+    var_w = ndimage.uniform_filter(np.maximum(v, 0.0), size=(h, w), mode="constant")
+    std_w = np.sqrt(np.maximum(sq_w - mean_w**2, 0.0))
+    fano = var_w / np.maximum(mean_w, 1e-12)
+    floor = 1e-6 * max(float(np.median(fano[fano > 0])) if (fano > 0).any() else 1.0, 1e-12)
+    score = np.where(mean_w > 0, mean_w * std_w / np.sqrt(np.maximum(fano, floor)), -np.inf)
+    if min_mean is not None:
+        score = np.where(mean_w >= min_mean, score, -np.inf)
+    # only windows fully inside the image: centre index c of window starting at y0 is y0 + h // 2
+    cy = np.arange(h // 2, ny - h + h // 2 + 1)
+    cx = np.arange(w // 2, nx - w + w // 2 + 1)
+    valid = score[np.ix_(cy, cx)]
+    if not np.isfinite(valid).any():
+        raise ValueError("no window satisfies min_mean (or the mean image is not positive anywhere)")
+    iy, ix = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    y0, x0 = int(cy[iy] - h // 2), int(cx[ix] - w // 2)
+    return y0, y0 + h, x0, x0 + w

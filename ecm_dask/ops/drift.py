@@ -1,0 +1,122 @@
+"""Drift estimation on labelled series: per-frame shifts from a stable reference ROI.
+
+Only the ROI plus a margin is read (with the store layout that touches only the inner chunks under it).
+Shifts follow the convention of :mod:`ecm_dask.kernels.shift`: frame ``t`` shows the sample displaced by
+``+shift(t) = (dy, dx)`` pixels; :func:`ecm_dask.ops.correlate` undoes exactly these shifts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import schema as S
+from ..kernels import drift as KD
+from .correlation import _as_intensity
+
+#: the reference ROI must vary spatially by more than this many times the shot-noise variance of the
+#: averaged reference frames (Poisson counts: variance = mean / frames averaged); below it is flat
+MIN_EXCESS_VARIANCE = 2.0
+N_REFERENCE_FRAMES = 10
+
+
+def parse_roi(roi, intensity, units: str = "pixel") -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` in pixels from a tuple (pixels or nm), a ``"Y0:Y1,X0:X1"`` string or a dict of slices."""
+    ny, nx = intensity.sizes[S.Y], intensity.sizes[S.X]
+    if isinstance(roi, str):
+        try:
+            ys, xs = roi.split(",")
+            (y0, y1), (x0, x1) = (tuple(float(v) for v in part.split(":")) for part in (ys, xs))
+        except ValueError:
+            raise ValueError(f"reference ROI {roi!r} must look like 'Y0:Y1,X0:X1'") from None
+        roi = (y0, y1, x0, x1)
+    if isinstance(roi, dict):
+        ys, xs = roi.get(S.Y, slice(None)), roi.get(S.X, slice(None))
+        yv, xv = intensity[S.Y].values, intensity[S.X].values
+        iy = np.flatnonzero((yv >= (ys.start if ys.start is not None else -np.inf))
+                            & (yv <= (ys.stop if ys.stop is not None else np.inf)))
+        ix = np.flatnonzero((xv >= (xs.start if xs.start is not None else -np.inf))
+                            & (xv <= (xs.stop if xs.stop is not None else np.inf)))
+        if not iy.size or not ix.size:
+            raise ValueError(f"reference ROI {roi} selects no pixel")
+        return int(iy[0]), int(iy[-1]) + 1, int(ix[0]), int(ix[-1]) + 1
+    if len(roi) != 4:
+        raise ValueError(f"reference ROI must be (y0, y1, x0, x1), got {roi!r}")
+    vals = [float(v) for v in roi]
+    if units == "nm":
+        px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
+        vals = [v / px for v in vals]
+    elif units != "pixel":
+        raise ValueError(f"ROI units must be 'pixel' or 'nm', got {units!r}")
+    y0, y1, x0, x1 = (int(round(v)) for v in vals)
+    if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
+        raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} (pixels) is not inside the frame of {ny} x {nx} pixels")
+    return y0, y1, x0, x1
+
+
+def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = None, reference: str = "mean",
+                   upsample: int = 20, window: str | None = "hann", max_shift: float | None = None,
+                   smooth: int = 0):
+    """Estimate per-frame drift by phase correlation of a stable reference region.
+
+    Parameters
+    ----------
+    series : series Dataset or its ``intensity``
+    roi : the reference region (e.g. a crystallised, non-fluctuating bright chunk): ``(y0, y1, x0, x1)`` in
+        ``units``, ``"Y0:Y1,X0:X1"``, or ``{"y": slice(nm0, nm1), "x": slice(...)}``
+    units : ``"pixel"`` (default) or ``"nm"`` for a tuple or string ROI
+    margin : pixels read around the ROI (default: ``max_shift`` rounded up, else 8)
+    reference : ``"first"``, ``"mean"`` (of the first frames; default) or ``"iterative"`` (see the kernel)
+    upsample : sub-pixel refinement factor of the upsampled DFT
+    window : ``"hann"`` (default), ``"tukey"`` or None
+    max_shift : largest plausible shift in pixels; larger estimates are an error naming the frame
+    smooth : frames of moving smoothing after outlier replacement (0 = none)
+
+    Returns
+    -------
+    Dataset: ``shift (time, axis)`` in pixels and ``shift_nm``, ``peak (time)`` (correlation quality),
+    ``outlier (time)`` (replaced by interpolation); attrs record the ROI and settings.
+    """
+    import xarray as xr
+
+    intensity, frame_time = _as_intensity(series)
+    ny, nx = intensity.sizes[S.Y], intensity.sizes[S.X]
+    y0, y1, x0, x1 = parse_roi(roi, intensity, units)
+    if max_shift is not None:
+        if max_shift <= 0:
+            raise ValueError(f"max_shift must be positive, got {max_shift}")
+        if min(y1 - y0, x1 - x0) < 2 * max_shift:
+            raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} is {y1 - y0} x {x1 - x0} pixels, smaller than twice "
+                             f"the maximum shift ({max_shift:g} px); choose a larger region or a smaller max_shift")
+    m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
+    ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
+    frames = np.asarray(intensity.isel({S.Y: slice(ya, yb), S.X: slice(xa, xb)}).values, dtype=np.float64)
+    n_ref = min(N_REFERENCE_FRAMES, frames.shape[0])
+    ref = frames[:n_ref].mean(axis=0)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    shot = max(float(ref.mean()), 1e-12) / n_ref
+    excess = float(ref.var()) / shot
+    if not np.isfinite(excess) or excess < MIN_EXCESS_VARIANCE:
+        raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} has no contrast beyond shot noise (spatial variance "
+                         f"{excess:.2g}x the Poisson level); nothing to register: choose a textured static region "
+                         "such as a crystallised chunk (ecm_dask.kernels.drift.suggest_reference proposes one)")
+    shifts, peaks = KD.estimate_shifts(frames, reference=reference, upsample=upsample, window=window,
+                                       max_shift=max_shift)
+    cleaned, outliers = KD.clean_shifts(shifts, peaks, smooth=smooth)
+    if max_shift is not None:
+        big = np.flatnonzero(np.abs(cleaned).max(axis=1) > max_shift)
+        if big.size:
+            t = int(big[0])
+            raise ValueError(f"frame {t}: estimated drift ({cleaned[t, 0]:+.2f}, {cleaned[t, 1]:+.2f}) px exceeds "
+                             f"max_shift = {max_shift:g} px; raise max_shift if the sample really moved that far")
+    px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
+    coords = {S.TIME: intensity[S.TIME], S.AXIS: [S.Y, S.X]}
+    convention = "frame t shows the sample displaced by +shift(t): observed[t, y, x] = sample[y - dy, x - dx]"
+    ds = xr.Dataset(
+        {S.SHIFT: ((S.TIME, S.AXIS), cleaned, {**S.coord_attrs(S.SHIFT, "estimated drift"), "convention": convention}),
+         "shift_nm": ((S.TIME, S.AXIS), cleaned * px, {"units": "nm", "long_name": "estimated drift"}),
+         "peak": (S.TIME, peaks, {"long_name": "phase-correlation peak height (registration quality)"}),
+         "outlier": (S.TIME, outliers, {"long_name": "frame replaced by interpolation (weak peak or jump)"})},
+        coords=coords)
+    ds.attrs.update({"reference_roi_px": [y0, y1, x0, x1], "margin_px": m, "reference": reference,
+                     "upsample": int(upsample), "window": str(window), "max_shift_px": max_shift,
+                     "smooth_frames": int(smooth), "n_outliers": int(outliers.sum())})
+    return ds

@@ -12,15 +12,13 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
     import xarray as xr
 
     from .. import schema as S
-    from ..kernels.drift import suggest_reference
     from ..kernels.kww import FIT_OK
     from ..kernels.stationarity import tau_model_free
-    from ..ops.drift import estimate_drift
     from ..ops.regions import roi_average
     from ..store.info import describe, truth_summary
-    from ..store.series import open_series
     from ..synth import write_synthetic_series
     from .correlate import run_g2
+    from .drift import run_drift
     from .fit import run_fit
 
     output = Path(output)
@@ -28,10 +26,10 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
     truth = xr.open_zarr(series, group=S.TRUTH_GROUP).load()
     # drift: a bright, static, textured reference found automatically (no ground truth used), then phase
     # correlation of that region only
-    ds = open_series(series)
-    head = ds.intensity.isel({S.TIME: slice(0, min(400, ds.sizes[S.TIME]))}).astype("float64")
-    roi = suggest_reference(head.mean(S.TIME).values, head.var(S.TIME).values, size=(24, 24))
-    drift = estimate_drift(ds, roi, margin=16)  # generous: up to 16 px of drift
+    drift_path = run_drift(series, output / "drift.zarr", figure=output / "drift.png", margin=16,  # <= 16 px drift
+                           overwrite=overwrite, progress=progress)
+    drift = xr.open_zarr(drift_path).load()
+    roi = drift.attrs["reference_roi_px"]
     drift_rms = np.sqrt(((drift[S.SHIFT].values - truth[S.SHIFT].values) ** 2).mean(axis=0))
     g2_path = run_g2(series, output / "g2.zarr", shifts=drift[S.SHIFT].values, overwrite=overwrite,
                      progress=progress)
@@ -40,7 +38,8 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
     lines = [describe(series), truth_summary(series),
              f"drift: reference ROI {roi[0]}:{roi[1]},{roi[2]}:{roi[3]} (suggested automatically), "
              f"{int(drift.outlier.sum())} outlier frame(s); RMS error vs truth (dy, dx) = "
-             f"({drift_rms[0]:.3f}, {drift_rms[1]:.3f}) px",
+             f"({drift_rms[0]:.3f}, {drift_rms[1]:.3f}) px; trace in {output / 'drift.zarr'}, figure "
+             f"{output / 'drift.png'}",
              f"g2: {g2_path}  {dict(res.g2.sizes)}, "
              f"{res.attrs['estimator']} / {res.attrs['normalization']}, estimated drift undone in whole pixels",
              f"maps: {output / 'maps.zarr'}  KWW fit per pixel, {int((maps.status == FIT_OK).sum())} of "

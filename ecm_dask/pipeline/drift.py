@@ -1,0 +1,50 @@
+"""Drift stage: series store -> ``drift.zarr`` (shift per frame from a reference ROI) and its figure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import schema as S
+from .correlate import write_checkpoint
+
+#: frames used to suggest a reference region automatically (little drift accumulates over them)
+SUGGEST_FRAMES = 400
+
+
+def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int, int]:
+    """A bright, static, textured region from the mean and variance of the first frames."""
+    from ..kernels.drift import suggest_reference
+
+    head = series[S.INTENSITY].isel({S.TIME: slice(0, min(SUGGEST_FRAMES, series.sizes[S.TIME]))}).astype("float64")
+    return suggest_reference(head.mean(S.TIME).values, head.var(S.TIME).values, size=size)
+
+
+def run_drift(series_path: str | os.PathLike, output: str | os.PathLike, *, roi=None, figure=None,
+              overwrite: bool = False, progress: bool = True, **options: Any) -> Path:
+    """Estimate the drift of a series store and write it (and optionally a figure of the trace).
+
+    Parameters
+    ----------
+    series_path : a complete series store
+    output : the ``drift.zarr`` to write
+    roi : reference region (see :func:`ecm_dask.ops.drift.estimate_drift`); None to suggest one automatically
+    figure : path of a PNG/SVG/PDF of the trace, or None
+    **options : passed to :func:`ecm_dask.ops.drift.estimate_drift` (units, margin, reference, max_shift, ...)
+    """
+    from ..ops.drift import estimate_drift
+    from ..plot import plot_drift
+    from ..store.series import open_series
+
+    ds = open_series(series_path)
+    suggested = roi is None
+    if suggested:
+        roi = suggest_roi(ds)
+    drift = estimate_drift(ds, roi, **options)
+    drift.attrs["reference_roi_suggested"] = suggested
+    drift.attrs["series"] = os.path.abspath(series_path)
+    path = write_checkpoint(drift, output, overwrite=overwrite, progress=progress, label=f"drift -> {output}")
+    if figure is not None:
+        plot_drift(drift, figure)
+    return path

@@ -1,0 +1,36 @@
+"""Drift stage: automatic reference, drift.zarr checkpoint, and the figure of the trace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ecm_dask import schema as S
+from ecm_dask.errors import StoreError
+from ecm_dask.pipeline.drift import run_drift
+from ecm_dask.plot import plot_drift
+from ecm_dask.synth import SynthParams, write_synthetic_series
+
+
+def test_drift_stage_with_automatic_reference_writes_trace_and_figure(tmp_path):
+    p = SynthParams(ny=72, nx=96, n_frames=800, seed=6, drift_px=(-4.0, 7.0), drift_walk_px=0.8)
+    series = write_synthetic_series(tmp_path / "s.zarr", p, tile=32, progress=False)
+    out = run_drift(series, tmp_path / "drift.zarr", figure=tmp_path / "drift.png", margin=12, progress=False)
+    drift = xr.open_zarr(out).load()
+    truth = xr.open_zarr(series, group=S.TRUTH_GROUP).load()
+    rms = np.sqrt(((drift[S.SHIFT].values - truth[S.SHIFT].values) ** 2).mean(axis=0))
+    assert (rms <= 0.1).all(), rms
+    assert drift.attrs["reference_roi_suggested"] is True
+    y0, y1, x0, x1 = drift.attrs["reference_roi_px"]
+    crystal = (truth.region.values[y0:y1, x0:x1] == S.REGION_CRYSTAL).mean()
+    assert crystal > 0.3  # the suggestion found the static crystal
+    png = (tmp_path / "drift.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    fig = plot_drift(drift)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), drift[S.SHIFT].values[:, 0])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), drift[S.SHIFT].values[:, 1])
+    assert ax.get_ylabel() == "shift (pixel)" and ax.get_xlabel() == "time (s)"
+    with pytest.raises(StoreError, match="--overwrite"):
+        run_drift(series, out, progress=False)

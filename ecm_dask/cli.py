@@ -113,8 +113,8 @@ def demo(output, size, frames, seed, overwrite, quiet):
 
     params = SynthParams(ny=size[0], nx=size[1], n_frames=frames, seed=seed)
     click.echo(run_demo(output, params, overwrite=overwrite, progress=not quiet))
-    click.echo("explore it:  python -c \"import xarray as xr; m = xr.open_zarr('"
-               f"{Path(output) / 'maps.zarr'}'); print(m.tau.median().values, m)\"")
+    click.echo("explore it:  python -c \"import xarray as xr; print(xr.open_datatree('"
+               f"{Path(output) / 'results.zarr'}', engine='zarr'))\"")
 
 
 if __name__ == "__main__":  # pragma: no cover

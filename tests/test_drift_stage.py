@@ -34,3 +34,22 @@ def test_drift_stage_with_automatic_reference_writes_trace_and_figure(tmp_path):
     assert ax.get_ylabel() == "shift (pixel)" and ax.get_xlabel() == "time (s)"
     with pytest.raises(StoreError, match="--overwrite"):
         run_drift(series, out, progress=False)
+
+
+def test_demo_writes_the_result_datatree_contract(tmp_path):
+    from ecm_dask.pipeline.demo import run_demo
+    from ecm_dask.pipeline.results import ROOT_MAPS
+
+    p = SynthParams(ny=48, nx=64, n_frames=600, seed=2)
+    summary = run_demo(tmp_path / "out", p, progress=False)
+    res = tmp_path / "out" / "results.zarr"
+    maps = xr.open_zarr(res)
+    assert all(v in maps for v in ROOT_MAPS) and maps.tau.attrs["units"] == "s"
+    assert maps.tau.dims == (S.Y, S.X) and maps.tau.shape == (48, 64)  # the input frames' pixel grid
+    series = xr.open_zarr(tmp_path / "out" / "series.zarr")
+    np.testing.assert_allclose(maps[S.X].values, series[S.X].values)
+    assert maps.attrs["provenance"]["versions"]["ecm_dask"]
+    tree = xr.open_datatree(res, engine="zarr")
+    assert set(tree.groups) == {"/", "/g2", "/drift"}
+    assert tree["g2"]["g2"].dims == (S.Y, S.X, S.LAG) and tree["drift"][S.SHIFT].dims == (S.TIME, S.AXIS)
+    assert "RMS error vs truth" in summary and "results:" in summary

@@ -20,6 +20,7 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
     from .correlate import run_g2
     from .drift import run_drift
     from .fit import run_fit
+    from .results import assemble_results
 
     output = Path(output)
     series = write_synthetic_series(output / "series.zarr", params, overwrite=overwrite, progress=progress)
@@ -34,7 +35,9 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
     g2_path = run_g2(series, output / "g2.zarr", shifts=drift[S.SHIFT].values, overwrite=overwrite,
                      progress=progress)
     res = xr.open_zarr(g2_path).load()
-    maps = xr.open_zarr(run_fit(g2_path, output / "maps.zarr", overwrite=overwrite, progress=progress)).load()
+    maps_path = run_fit(g2_path, output / "maps.zarr", overwrite=overwrite, progress=progress)
+    results = assemble_results(output / "results.zarr", maps_path, g2_path, drift_path, overwrite=overwrite)
+    maps = xr.open_zarr(results).load()
     lines = [describe(series), truth_summary(series),
              f"drift: reference ROI {roi[0]}:{roi[1]},{roi[2]}:{roi[3]} (suggested automatically), "
              f"{int(drift.outlier.sum())} outlier frame(s); RMS error vs truth (dy, dx) = "
@@ -55,5 +58,7 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
         lines.append(f"  {S.REGION_NAMES[code]:8s} {int(mask.sum()):5d} px: fitted tau {float(maps.tau.where(fitted).median()):7.2f} s"
                      f", beta {float(maps.beta.where(fitted).median()):.2f}; region g2 tau {tau:7.2f} s   "
                      f"(truth: tau {true:7.2f} s, beta {true_beta:.2f})")
+    lines.append(f"results: {results}  (xr.open_zarr: the maps; xr.open_datatree(..., engine='zarr'): "
+                 "maps, /g2, /drift)")
     lines.append(f"demo output: {output.resolve()}")
     return "\n".join(lines)

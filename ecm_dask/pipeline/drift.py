@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema as S
-from .correlate import write_checkpoint
+from .checkpoint import write_checkpoint
 
 #: frames used to suggest a reference region automatically (little drift accumulates over them)
 SUGGEST_FRAMES = 400

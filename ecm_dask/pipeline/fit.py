@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .correlate import write_checkpoint
+from .checkpoint import write_checkpoint
 
 
 def run_fit(g2_path: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,

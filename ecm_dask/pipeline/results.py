@@ -9,11 +9,10 @@ store gives the maps; ``xr.open_datatree(..., engine="zarr")`` the whole tree.
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from pathlib import Path
 
 from ..errors import StoreError
+from .checkpoint import checkpoint
 
 #: variables the root of every results store carries (the contract)
 ROOT_MAPS = ("tau", "beta", "contrast", "baseline", "tau_err", "beta_err", "chi2", "status")
@@ -26,13 +25,6 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
 
     from ..store.writer import provenance
 
-    output = Path(output)
-    if output.exists():
-        if not overwrite:
-            raise StoreError(f"{output} exists; use --overwrite to replace it")
-        if not (output / "zarr.json").is_file():
-            raise StoreError(f"{output} exists and is not a Zarr store; refusing to delete it")
-        shutil.rmtree(output)
     root = xr.open_zarr(maps)
     missing = [v for v in ROOT_MAPS if v not in root]
     if missing:
@@ -43,10 +35,6 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
     groups = {"/": root, "/g2": xr.open_zarr(g2)}
     if drift is not None:
         groups["/drift"] = xr.open_zarr(drift)
-    partial = output.with_name(output.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+    with checkpoint(output, overwrite=overwrite) as partial:
         xr.DataTree.from_dict(groups).to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
-    os.replace(partial, output)
-    return output
+    return Path(output)

@@ -19,7 +19,7 @@ def test_interrupted_stage_leaves_no_result_and_keeps_the_old_one(tmp_path):
     out = tmp_path / "g2.zarr"
     good = xr.Dataset({"a": (("y",), da.arange(10, chunks=5))})
     write_checkpoint(good, out, progress=False)
-    bad = xr.Dataset({"a": (("y",), da.arange(10, chunks=5).map_blocks(_boom))})
+    bad = xr.Dataset({"a": (("y",), da.arange(10, chunks=5).map_blocks(_boom, dtype=np.int64))})
     with pytest.raises(RuntimeError, match="worker died"):
         write_checkpoint(bad, out, overwrite=True, progress=False)
     np.testing.assert_array_equal(xr.open_zarr(out).a.values, np.arange(10))  # the old result survived

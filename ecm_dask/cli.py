@@ -75,6 +75,51 @@ def ingest(inputs, output, frame_time, pixel_size, temperature, material, instru
     click.echo(f"wrote {path}")
 
 
+def _frames(ctx, param, value):
+    if not value:
+        return None
+    out = []
+    try:
+        for part in value.split(","):
+            a, _, b = part.partition("-")
+            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
+    except ValueError:
+        raise click.BadParameter(f"expected frame numbers like 3,7,10-12, got {value!r}") from None
+    return out
+
+
+@main.command()
+@click.argument("series", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="results store (*.zarr)")
+@click.option("--reference-roi", help="drift reference Y0:Y1,X0:X1 (default: suggested automatically)")
+@click.option("--roi-units", type=click.Choice(["pixel", "nm"]), default="pixel", show_default=True)
+@click.option("--no-drift", is_flag=True, help="do not estimate or correct drift")
+@click.option("--max-shift", type=float, help="largest plausible drift, pixels")
+@click.option("--method", type=click.Choice(["multitau", "fft"]), default="multitau", show_default=True)
+@click.option("--points-per-octave", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--max-lag", type=float, help="largest lag, seconds (default: half the series)")
+@click.option("--normalization", type=click.Choice(["symmetric", "standard"]), default="symmetric", show_default=True)
+@click.option("--bad-frames", callback=_frames, help="frames to skip, e.g. 3,7,10-12")
+@click.option("--pool", type=click.IntRange(1, 16), default=1, show_default=True, help="pool k x k pixels")
+@click.option("--pool-mode", type=click.Choice(["average", "sum"]), default="average", show_default=True)
+@click.option("--overwrite", is_flag=True, help="start over if the output or its stages belong to another run")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+@_friendly
+def run(series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
+        normalization, bad_frames, pool, pool_mode, overwrite, quiet):
+    """Analyse SERIES: drift -> g2 -> KWW fits -> a results DataTree (maps, /g2, /drift).
+
+    Completed stages are kept in OUTPUT.stages/ and skipped when the same command runs again.
+    """
+    from .pipeline.run import run_pipeline
+
+    g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
+                  "normalization": normalization, "bad_frames": bad_frames, "pool": pool, "pool_mode": pool_mode}
+    path = run_pipeline(series, output, reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift,
+                        max_shift=max_shift, g2_options=g2_options, overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /g2, /drift)")
+
+
 @main.command()
 @click.argument("store", type=click.Path(path_type=Path))
 @_friendly

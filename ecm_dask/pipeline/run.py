@@ -1,0 +1,127 @@
+"""The whole analysis of one series: drift -> g2 -> fit -> results.zarr, resumable.
+
+Stage checkpoints go to ``<results>.stages/`` (``drift.zarr``, ``g2.zarr``, ``maps.zarr``), each written
+atomically.  A fingerprint of the series and of the run configuration is kept there: a rerun with the same
+input and configuration skips completed stages; a different one is refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import StoreError
+
+CONFIG_FILE = "run_config.json"
+
+
+def stage_dir(output: str | os.PathLike) -> Path:
+    """Where the stage checkpoints of a run writing ``output`` live."""
+    output = Path(output)
+    return output.with_name(output.name + ".stages")
+
+
+def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, reference_roi=None,
+                 roi_units: str = "pixel", drift: bool = True, max_shift: float | None = None, margin: int = 16,
+                 g2_options: dict[str, Any] | None = None, fit_options: dict[str, Any] | None = None,
+                 overwrite: bool = False, progress: bool = True) -> Path:
+    """Run drift estimation, g2, KWW fits and assemble ``results.zarr``.
+
+    Parameters
+    ----------
+    series_path : a complete series store
+    output : the ``results.zarr`` to write
+    reference_roi : drift reference region (see :func:`ecm_dask.ops.drift.estimate_drift`); None = suggest one
+    roi_units : ``"pixel"`` or ``"nm"``
+    drift : False to skip drift estimation and correction
+    max_shift, margin : drift options (pixels)
+    g2_options : passed to :func:`ecm_dask.ops.correlate` (method, points_per_octave, max_lag, normalization,
+        bad_frames, shift_mode, pool, pool_mode, ...)
+    fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter)
+    overwrite : discard checkpoints of a different input or configuration (and an existing result)
+    progress : progress bars
+
+    Returns
+    -------
+    Path of ``results.zarr``.
+    """
+    import xarray as xr
+
+    from ..store.series import fingerprint, open_series, store_key
+    from .correlate import run_g2
+    from .drift import run_drift
+    from .fit import run_fit
+    from .results import assemble_results
+
+    output = Path(output)
+    open_series(series_path)  # validates: complete and well-formed, else a clear error
+    config = {"series": os.path.abspath(series_path), "reference_roi": _jsonable(reference_roi),
+              "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
+              "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {})}
+    key = fingerprint({"series": store_key(series_path), "config": config})
+    work = stage_dir(output)
+    saved = work / CONFIG_FILE
+    if output.exists() and not work.exists() and not overwrite:
+        raise StoreError(f"{output} exists and was not written by a run with this output; use --overwrite to "
+                         "replace it")
+    if work.exists():
+        old = json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
+        if old != key:
+            if not overwrite:
+                raise StoreError(f"{work} holds stages of a different input or configuration; use --overwrite "
+                                 "to start over (or choose another output)")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"fingerprint": key, "config": config}, indent=2))
+
+    def done(name: str) -> bool:
+        return (work / name / "zarr.json").is_file()
+
+    drift_path = work / "drift.zarr"
+    shifts = None
+    if drift:
+        if not done("drift.zarr"):
+            run_drift(series_path, drift_path, roi=reference_roi, units=roi_units, margin=margin,
+                      max_shift=max_shift, figure=work / "drift.png", progress=progress)
+        shifts = xr.open_zarr(drift_path)["shift"].values
+    if not done("g2.zarr"):
+        run_g2(series_path, work / "g2.zarr", shifts=shifts, progress=progress, **(g2_options or {}))
+    if not done("maps.zarr"):
+        run_fit(work / "g2.zarr", work / "maps.zarr", progress=progress, **(fit_options or {}))
+    result = assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
+                              overwrite=True)
+    _record_config(result, config, key)
+    return result
+
+
+def _record_config(result: Path, config: dict, key: str) -> None:
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        group = zarr.open_group(str(result), mode="r+")
+        group.attrs["run_config"] = config
+        group.attrs["run_fingerprint"] = key
+        zarr.consolidate_metadata(str(result))
+
+
+def _jsonable(value):
+    """Configuration values as JSON (tuples -> lists, slices -> [start, stop], arrays -> lists)."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, slice):
+        return [value.start, value.stop]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

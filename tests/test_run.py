@@ -1,0 +1,68 @@
+"""The whole analysis as one resumable run (ecm-dask run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ecm_dask import schema as S
+from ecm_dask.errors import StoreError
+from ecm_dask.pipeline import run as R
+from ecm_dask.synth import SynthParams, write_synthetic_series
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    p = SynthParams(ny=48, nx=64, n_frames=600, seed=8)
+    return write_synthetic_series(tmp_path_factory.mktemp("r") / "s.zarr", p, tile=32, progress=False)
+
+
+def test_run_writes_results_resumes_after_a_crash_and_refuses_another_config(series, tmp_path, monkeypatch):
+    out = tmp_path / "results.zarr"
+    import ecm_dask.pipeline.fit as F
+
+    real = F.run_fit
+
+    def crash(*a, **k):
+        raise RuntimeError("killed during the fit")
+
+    monkeypatch.setattr(F, "run_fit", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        R.run_pipeline(series, out, progress=False)
+    stages = R.stage_dir(out)
+    assert (stages / "g2.zarr" / "zarr.json").is_file() and not out.exists()
+    g2_mtime = (stages / "g2.zarr" / "zarr.json").stat().st_mtime_ns
+    monkeypatch.setattr(F, "run_fit", real)
+    R.run_pipeline(series, out, progress=False)  # resume: drift and g2 are not redone
+    assert (stages / "g2.zarr" / "zarr.json").stat().st_mtime_ns == g2_mtime
+    maps = xr.open_zarr(out)
+    assert maps.attrs["run_config"]["g2"] == {} and maps.attrs["run_config"]["drift"] is True
+    assert maps.attrs["run_fingerprint"] and maps.tau.shape == (48, 64)
+    tree = xr.open_datatree(out, engine="zarr")
+    assert set(tree.groups) == {"/", "/g2", "/drift"}
+    # an uninterrupted run into another place gives the same maps
+    fresh = R.run_pipeline(series, tmp_path / "fresh.zarr", progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(fresh).tau.values, maps.tau.values)
+    # another configuration into the same output is refused, then accepted with overwrite
+    with pytest.raises(StoreError, match="different input or configuration"):
+        R.run_pipeline(series, out, g2_options={"pool": 2}, progress=False)
+    R.run_pipeline(series, out, g2_options={"pool": 2}, overwrite=True, progress=False)
+    assert xr.open_zarr(out).tau.shape == (24, 32)
+    assert xr.open_zarr(out).attrs["run_config"]["g2"] == {"pool": 2}
+
+
+def test_run_from_the_command_line(series, tmp_path):
+    out = tmp_path / "cli.zarr"
+    cmd = [sys.executable, "-m", "ecm_dask", "run", str(series), "-o", str(out), "--quiet",
+           "--bad-frames", "3,10-12", "--method", "fft"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    tree = xr.open_datatree(out, engine="zarr")
+    assert tree["g2"].attrs["n_bad_frames"] == 4 and tree["g2"].attrs["estimator"] == "fft"
+    assert tree["drift"][S.SHIFT].shape == (600, 2)
+    r = subprocess.run(cmd[:-2] + ["--method", "multitau"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--overwrite" in r.stderr

@@ -92,6 +92,18 @@ def exp_inplace(x, kb, n):  # pragma: no cover - compiled
         x[i] *= kf[i]
 
 
+@njit(cache=True, nogil=True)
+def kww_exps(n, s, ltau, beta, tu, te, kb):  # pragma: no cover - compiled
+    """``tu[i] = (t_i / tau)^beta`` (exponent capped) and ``te[i] = exp(-2 tu[i])`` for ``s = log t``."""
+    for i in range(n):
+        v = beta * (s[i] - ltau)
+        tu[i] = _MAX_EXPONENT if v > _MAX_EXPONENT else v
+    exp_inplace(tu, kb, n)
+    for i in range(n):
+        te[i] = -2.0 * tu[i]
+    exp_inplace(te, kb, n)
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def evaluate(n, y, s, w, th, h, g, tu, te, kb):  # pragma: no cover - compiled
     """chi2 at ``th``; fills ``h`` (4, 4) = J^T W J and ``g`` (4,) = J^T W r over the first ``n`` points.
@@ -103,13 +115,7 @@ def evaluate(n, y, s, w, th, h, g, tu, te, kb):  # pragma: no cover - compiled
     a = th[1]
     ltau = th[2]
     beta = th[3]
-    for i in range(n):
-        v = beta * (s[i] - ltau)
-        tu[i] = _MAX_EXPONENT if v > _MAX_EXPONENT else v
-    exp_inplace(tu, kb, n)
-    for i in range(n):
-        te[i] = -2.0 * tu[i]
-    exp_inplace(te, kb, n)
+    kww_exps(n, s, ltau, beta, tu, te, kb)
     c2 = 2.0 * a * beta
     c3 = -2.0 * a
     chi2 = 0.0
@@ -218,13 +224,7 @@ def linear_start(n, y, s, w, th, free, lo, hi, tu, te, kb):  # pragma: no cover 
         return
     ltau = th[2]
     beta = th[3]
-    for i in range(n):
-        v = beta * (s[i] - ltau)
-        tu[i] = _MAX_EXPONENT if v > _MAX_EXPONENT else v
-    exp_inplace(tu, kb, n)
-    for i in range(n):
-        te[i] = -2.0 * tu[i]
-    exp_inplace(te, kb, n)
+    kww_exps(n, s, ltau, beta, tu, te, kb)
     sw = se = see = sy = sey = 0.0
     for i in range(n):
         wi = w[i]

@@ -69,6 +69,12 @@ def _put(extra: dict, key: str, value: Any) -> None:
     extra[key] = _json_value(value)
 
 
+def _require_file(path: str) -> None:
+    """InputError naming ``path`` if it is not an existing file."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file; check the path")
+
+
 def _plausible(value: float | None, bounds: tuple[float, float]) -> float | None:
     if value is None or not math.isfinite(value) or not bounds[0] <= value <= bounds[1]:
         return None
@@ -282,8 +288,7 @@ class RsciioStackSource(FrameSource):
         when done (they hold rosettasciio's open file).
         """
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         signals = _rsciio_open(self._kind, path, **self._kwargs)
         index, sig = _rsciio_pick_stack(path, signals, dataset)
         order, t_axis, y_axis, x_axis = _rsciio_axes(path, sig)

@@ -20,6 +20,7 @@ from ._common import (
     _is_time_unit,
     _native_dtype,
     _put,
+    _require_file,
 )
 from .base import FrameSource, SourceMetadata
 from .hdf5 import Hdf5Source, describe_candidates, open_h5
@@ -75,8 +76,7 @@ def berkeley_groups(f) -> list[str]:
 def open_emd(path: str | os.PathLike, dataset: str | None = None) -> FrameSource:
     """Open a Velox or Berkeley EMD file; an HDF5 file of neither kind is read as generic HDF5."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file; check the path")
+    _require_file(path)
     with open_h5(path) as f:
         variant = emd_variant(f)
     if variant == "velox":
@@ -132,8 +132,7 @@ class BerkeleyEmdSource(FrameSource):
     def __init__(self, path: str | os.PathLike, dataset: str | None = None):
         path = os.fspath(path)
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         with open_h5(path) as f:
             groups = berkeley_groups(f)
             shapes = [(g, tuple(f[g]["data"].shape), str(f[g]["data"].dtype)) for g in groups]

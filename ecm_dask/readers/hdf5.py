@@ -14,6 +14,7 @@ from ._common import (
     _check_series_shape,
     _native_dtype,
     _put,
+    _require_file,
 )
 from .base import FrameSource, SourceMetadata
 
@@ -75,8 +76,7 @@ class Hdf5Source(FrameSource):
 
         path = os.fspath(path)
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         with open_h5(path) as f:
             if dataset is None:
                 items = list_datasets(f)

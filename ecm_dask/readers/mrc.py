@@ -16,6 +16,7 @@ from ._common import (
     _native_dtype,
     _put,
     _read_memmap_frames,
+    _require_file,
 )
 from .base import FrameSource, SourceMetadata
 
@@ -34,8 +35,7 @@ class MrcSource(FrameSource):
 
         path = os.fspath(path)
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

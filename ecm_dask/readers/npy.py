@@ -14,6 +14,7 @@ from ._common import (
     _check_series_shape,
     _native_dtype,
     _read_memmap_frames,
+    _require_file,
 )
 from .base import FrameSource, SourceMetadata
 
@@ -43,8 +44,7 @@ class NpySource(FrameSource):
     def __init__(self, path: str | os.PathLike):
         path = os.fspath(path)
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         try:
             shape, fortran, dtype, offset, version = _read_npy_header(path)
         except Exception as exc:  # noqa: BLE001

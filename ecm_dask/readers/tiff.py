@@ -21,6 +21,7 @@ from ._common import (
     _natural_key,
     _put,
     _read_memmap_frames,
+    _require_file,
 )
 from .base import FrameSource, SourceMetadata
 
@@ -141,8 +142,7 @@ class TiffStackSource(FrameSource):
     def __init__(self, path: str | os.PathLike):
         path = os.fspath(path)
         self.paths = [path]
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such file; check the path")
+        _require_file(path)
         with _open_tiff(path) as tf:
             series = _first_series(path, tf)
             shape = tuple(int(n) for n in series.shape)
@@ -205,8 +205,7 @@ class TiffFolderSource(FrameSource):
         where = folder or os.path.dirname(self.paths[0]) or "."
         first_shape = first_dtype = None
         for i, p in enumerate(self.paths):
-            if not os.path.isfile(p):
-                raise InputError(f"{p}: no such file; check the path")
+            _require_file(p)
             with _open_tiff(p) as tf:
                 series = _first_series(p, tf)
                 shape = tuple(int(n) for n in series.shape)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -75,14 +76,12 @@ def _g2_block(block, *, method, points_per_octave, max_lag, normalization, frame
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - optional
-        threadpool_limits = None
+        limits = nullcontext()
+    else:
+        limits = threadpool_limits(limits=1)
     # xarray hands (by, bx, T) views of time-major chunks; the kernel prefers time-major memory
     arr = np.moveaxis(block, -1, 0)
-    if threadpool_limits is not None:
-        with threadpool_limits(limits=1):
-            r = K.g2(arr, method=method, points_per_octave=points_per_octave, max_lag=max_lag,
-                     normalization=normalization, frame_mask=frame_mask, saturation=saturation, axis=0)
-    else:  # pragma: no cover
+    with limits:
         r = K.g2(arr, method=method, points_per_octave=points_per_octave, max_lag=max_lag,
                  normalization=normalization, frame_mask=frame_mask, saturation=saturation, axis=0)
     return r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
@@ -163,6 +162,14 @@ def _register_chunk(block, shifts, *, halo, mode):
     return shift_block(block, shifts, halo, mode)
 
 
+def _shift_array(shifts, n_t: int) -> np.ndarray:
+    """Per-frame shifts (array or DataArray) as float64 (time, 2), checked against the number of frames."""
+    s = np.asarray(getattr(shifts, "values", shifts), dtype=np.float64)
+    if s.shape != (n_t, 2):
+        raise ValueError(f"shifts must have shape (time, 2) = ({n_t}, 2), got {s.shape}")
+    return s
+
+
 def register(intensity, shifts, mode: str = "integer"):
     """Lazily undo drift: ``registered[t, y, x] = observed[t, y + dy(t), x + dx(t)]`` chunk by chunk.
 
@@ -179,10 +186,8 @@ def register(intensity, shifts, mode: str = "integer"):
     import dask.array as da
     import xarray as xr
 
-    s = np.asarray(getattr(shifts, "values", shifts), dtype=np.float64)
     n_t, ny, nx = intensity.shape
-    if s.shape != (n_t, 2):
-        raise ValueError(f"shifts must have shape (time, 2) = ({n_t}, 2), got {s.shape}")
+    s = _shift_array(shifts, n_t)
     if mode not in SHIFT_MODES:
         raise ValueError(f"shift mode must be one of {SHIFT_MODES}, got {mode!r}")
     hy, hx = halo_for(s, mode)
@@ -273,10 +278,7 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
         if path is None:
             data, cover = register(intensity, shifts, shift_mode)
         else:
-            s_arr = np.asarray(getattr(shifts, "values", shifts), dtype=np.float64)
-            if s_arr.shape != (n_t, 2):
-                raise ValueError(f"shifts must have shape (time, 2) = ({n_t}, 2), got {s_arr.shape}")
-            cover = xr.DataArray(coverage((ny, nx), s_arr, shift_mode), dims=(S.Y, S.X),
+            cover = xr.DataArray(coverage((ny, nx), _shift_array(shifts, n_t), shift_mode), dims=(S.Y, S.X),
                                  coords={S.Y: intensity[S.Y], S.X: intensity[S.X]})
     if pool > 1 and pool_mode == "sum":
         data = data.coarsen({S.Y: pool, S.X: pool}, boundary="trim").reduce(np.sum)  # NaN stays NaN

@@ -12,45 +12,12 @@ import numpy as np
 from .. import schema as S
 from ..kernels import drift as KD
 from .correlation import _as_intensity
+from .regions import parse_roi
 
 #: the reference ROI must vary spatially by more than this many times the shot-noise variance of the
 #: averaged reference frames (Poisson counts: variance = mean / frames averaged); below it is flat
 MIN_EXCESS_VARIANCE = 2.0
 N_REFERENCE_FRAMES = 10
-
-
-def parse_roi(roi, intensity, units: str = "pixel") -> tuple[int, int, int, int]:
-    """``(y0, y1, x0, x1)`` in pixels from a tuple (pixels or nm), a ``"Y0:Y1,X0:X1"`` string or a dict of slices."""
-    ny, nx = intensity.sizes[S.Y], intensity.sizes[S.X]
-    if isinstance(roi, str):
-        try:
-            ys, xs = roi.split(",")
-            (y0, y1), (x0, x1) = (tuple(float(v) for v in part.split(":")) for part in (ys, xs))
-        except ValueError:
-            raise ValueError(f"reference ROI {roi!r} must look like 'Y0:Y1,X0:X1'") from None
-        roi = (y0, y1, x0, x1)
-    if isinstance(roi, dict):
-        ys, xs = roi.get(S.Y, slice(None)), roi.get(S.X, slice(None))
-        yv, xv = intensity[S.Y].values, intensity[S.X].values
-        iy = np.flatnonzero((yv >= (ys.start if ys.start is not None else -np.inf))
-                            & (yv <= (ys.stop if ys.stop is not None else np.inf)))
-        ix = np.flatnonzero((xv >= (xs.start if xs.start is not None else -np.inf))
-                            & (xv <= (xs.stop if xs.stop is not None else np.inf)))
-        if not iy.size or not ix.size:
-            raise ValueError(f"reference ROI {roi} selects no pixel")
-        return int(iy[0]), int(iy[-1]) + 1, int(ix[0]), int(ix[-1]) + 1
-    if len(roi) != 4:
-        raise ValueError(f"reference ROI must be (y0, y1, x0, x1), got {roi!r}")
-    vals = [float(v) for v in roi]
-    if units == "nm":
-        px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
-        vals = [v / px for v in vals]
-    elif units != "pixel":
-        raise ValueError(f"ROI units must be 'pixel' or 'nm', got {units!r}")
-    y0, y1, x0, x1 = (int(round(v)) for v in vals)
-    if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
-        raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} (pixels) is not inside the frame of {ny} x {nx} pixels")
-    return y0, y1, x0, x1
 
 
 def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = None, reference: str = "mean",

@@ -1,4 +1,4 @@
-"""Command line: ``ecm-dask ingest | demo | info``.
+"""Command line: ``ecm-dask ingest | run | info | demo``.
 
 User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
 status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
@@ -88,9 +88,74 @@ def _frames(ctx, param, value):
     return out
 
 
+CONFIG_SECTIONS = ("fit",)  # config-file sections that are not command-line flags
+
+
+def _load_config(ctx, param, value):
+    """--config FILE: YAML mapping of option names (dashes or underscores) to values; flags given on the
+    command line win.  A ``fit:`` section holds fit options (weights, bounds, fixed, baseline, max_iter)."""
+    if value is None:
+        return None
+    import yaml
+
+    try:
+        content = yaml.safe_load(Path(value).read_text()) or {}
+    except OSError as err:
+        raise click.BadParameter(f"cannot read {value}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise click.BadParameter(f"{value} is not valid YAML: {err}") from None
+    if not isinstance(content, dict):
+        raise click.BadParameter(f"{value} must hold a mapping of option names to values")
+    known = {p.name for p in ctx.command.params if p.name not in ("config",)}
+    options = {str(k).replace("-", "_"): v for k, v in content.items()}
+    unknown = sorted(set(options) - known - set(CONFIG_SECTIONS))
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown option(s) {unknown}; known: {sorted(known | set(CONFIG_SECTIONS))}")
+    ctx.meta["config_sections"] = {k: options.pop(k) for k in CONFIG_SECTIONS if k in options}
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+    return Path(value)
+
+
+def cluster_options(default: str):
+    """The options choosing where the work runs (see :mod:`ecm_dask.cluster`)."""
+    opts = [
+        click.option("--cluster", help=f"threads | local | tcp://HOST:PORT | tls://HOST:PORT | slurm | pbs "
+                                       f"[default: {default}, or the kind of --profile]"),
+        click.option("--workers", type=click.IntRange(1, None), help="worker processes (local) or workers (slurm/pbs)"),
+        click.option("--threads", type=click.IntRange(1, None), default=1, show_default=True,
+                     help="threads per local worker"),
+        click.option("--memory-limit", help="memory per worker, e.g. 2GB"),
+        click.option("--profile", help="named slurm/pbs profile (cluster/profiles.yaml, $ECM_DASK_PROFILES)"),
+        click.option("--profiles-file", type=click.Path(path_type=Path), help="YAML file with cluster profiles"),
+        click.option("--local-directory", help="worker scratch directory (node-local disk on clusters)"),
+        click.option("--tls", is_flag=True, help="local cluster with temporary TLS credentials (shared login nodes)"),
+        click.option("--host", default="127.0.0.1", show_default=True, help="interface a local cluster listens on"),
+    ]
+
+    def decorate(func):
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+
+    return decorate
+
+
+def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
+             default="local"):
+    from .cluster import connect
+
+    if cluster is None and not profile:
+        cluster = default
+    return connect(cluster, workers=workers, threads=threads, memory_limit=memory_limit, profile=profile,
+                   profiles_file=profiles_file, local_directory=local_directory, tls=tls, host=host,
+                   log=lambda line: click.echo(line, err=True))
+
+
 @main.command()
 @click.argument("series", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="results store (*.zarr)")
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_load_config,
+              help="YAML file of options (names as the flags); flags on the command line win")
 @click.option("--reference-roi", help="drift reference Y0:Y1,X0:X1 (default: suggested automatically)")
 @click.option("--roi-units", type=click.Choice(["pixel", "nm"]), default="pixel", show_default=True)
 @click.option("--no-drift", is_flag=True, help="do not estimate or correct drift")
@@ -102,21 +167,34 @@ def _frames(ctx, param, value):
 @click.option("--bad-frames", callback=_frames, help="frames to skip, e.g. 3,7,10-12")
 @click.option("--pool", type=click.IntRange(1, 16), default=1, show_default=True, help="pool k x k pixels")
 @click.option("--pool-mode", type=click.Choice(["average", "sum"]), default="average", show_default=True)
+@click.option("--block-mb", type=click.FloatRange(0.01, None), default=160.0, show_default=True,
+              help="size of one (time, y, x) block of the g2 stage: the unit of work and of resume")
+@cluster_options(default="local")
 @click.option("--overwrite", is_flag=True, help="start over if the output or its stages belong to another run")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@click.pass_context
 @_friendly
-def run(series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
-        normalization, bad_frames, pool, pool_mode, overwrite, quiet):
+def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
+        normalization, bad_frames, pool, pool_mode, block_mb, cluster, workers, threads, memory_limit, profile,
+        profiles_file, local_directory, tls, host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> KWW fits -> a results DataTree (maps, /g2, /drift).
 
-    Completed stages are kept in OUTPUT.stages/ and skipped when the same command runs again.
+    Completed stages (and completed pixel blocks of an interrupted stage) are kept in OUTPUT.stages/ and
+    skipped when the same command runs again.
     """
-    from .pipeline.run import run_pipeline
+    from .pipeline.run import check_run, run_pipeline
 
     g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
-                  "normalization": normalization, "bad_frames": bad_frames, "pool": pool, "pool_mode": pool_mode}
-    path = run_pipeline(series, output, reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift,
-                        max_shift=max_shift, g2_options=g2_options, overwrite=overwrite, progress=not quiet)
+                  "normalization": normalization, "bad_frames": bad_frames, "pool": pool, "pool_mode": pool_mode,
+                  "block_bytes": int(block_mb * 2**20)}
+    fit_options = ctx.meta.get("config_sections", {}).get("fit") or {}
+    if not isinstance(fit_options, dict):
+        raise click.BadParameter("the config file's 'fit' section must be a mapping of fit options")
+    options = dict(reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift, max_shift=max_shift,
+                   g2_options=g2_options, fit_options=fit_options, overwrite=overwrite)
+    check_run(series, output, **options)  # refuse before starting a cluster
+    with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
+        path = run_pipeline(series, output, progress=not quiet, **options)
     click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /g2, /drift)")
 
 

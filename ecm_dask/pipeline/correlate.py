@@ -1,7 +1,8 @@
 """g2 stage: series store -> ``g2.zarr`` checkpoint (per-pixel g2, lag 0, mean intensity, status, pairs).
 
-Written through :func:`~ecm_dask.pipeline.checkpoint.write_checkpoint`: an interrupted run never leaves a
-``g2.zarr`` that looks finished; running again starts the stage over.
+Written through :func:`~ecm_dask.pipeline.blocks.write_blocks`: an interrupted run never leaves a
+``g2.zarr`` that looks finished; running again with the same ``resume_key`` computes only the pixel blocks
+that were not written yet.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_checkpoint
+from .blocks import write_blocks
 
 
 def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=None, overwrite: bool = False,
-           progress: bool = True, **options: Any) -> Path:
+           resume_key: str | None = None, progress: bool = True, **options: Any) -> Path:
     """Correlate every pixel of a series store and write the result as a Zarr checkpoint.
 
     Parameters
@@ -22,6 +23,7 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
     series_path : a complete series store
     output : the ``g2.zarr`` to write; refused if it exists unless ``overwrite``
     shifts : per-frame drift (time, 2) in pixels to undo (see :func:`ecm_dask.ops.correlate`)
+    resume_key : identifies input + options; an interrupted run with the same key resumes its pixel blocks
     progress : show a progress bar
     **options : passed to :func:`ecm_dask.ops.correlate` (method, points_per_octave, max_lag, ...)
 
@@ -35,5 +37,5 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
     ds = open_series(series_path)
     res = correlate(ds, shifts=shifts, **options)
     res.attrs["series"] = os.path.abspath(series_path)
-    return write_checkpoint(res, output, overwrite=overwrite, progress=progress,
-                            label=f"g2 of {ds.intensity.shape} -> {output}")
+    return write_blocks(res, output, key=resume_key, overwrite=overwrite, progress=progress,
+                        label=f"g2 of {ds.intensity.shape} -> {output}")

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_checkpoint
+from .blocks import write_blocks
 
 
 def run_fit(g2_path: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,
-            progress: bool = True, **options: Any) -> Path:
-    """Fit every pixel of a g2 checkpoint and write the maps (see :func:`ecm_dask.ops.fit.fit_kww` for options)."""
+            resume_key: str | None = None, progress: bool = True, **options: Any) -> Path:
+    """Fit every pixel of a g2 checkpoint and write the maps (see :func:`ecm_dask.ops.fit.fit_kww` for options);
+    ``resume_key`` as in :func:`~ecm_dask.pipeline.correlate.run_g2`."""
     import xarray as xr
 
     from ..ops.fit import fit_kww
@@ -19,5 +20,5 @@ def run_fit(g2_path: str | os.PathLike, output: str | os.PathLike, *, overwrite:
     g2 = xr.open_zarr(g2_path)
     maps = fit_kww(g2, **options)
     maps.attrs["g2"] = os.path.abspath(g2_path)
-    return write_checkpoint(maps, output, overwrite=overwrite, progress=progress,
-                            label=f"KWW fit of {g2.sizes['y']}x{g2.sizes['x']} pixels -> {output}")
+    return write_blocks(maps, output, key=resume_key, overwrite=overwrite, progress=progress,
+                        label=f"KWW fit of {g2.sizes['y']}x{g2.sizes['x']} pixels -> {output}")

@@ -1,7 +1,8 @@
 """The whole analysis of one series: drift -> g2 -> fit -> results.zarr, resumable.
 
 Stage checkpoints go to ``<results>.stages/`` (``drift.zarr``, ``g2.zarr``, ``maps.zarr``), each written
-atomically.  A fingerprint of the series and of the run configuration is kept there: a rerun with the same
+atomically; the g2 and fit stages pixel block by pixel block, so an interrupted stage resumes where it stopped.
+A lock file ``<results>.lock`` keeps a second run from writing the same output at the same time.  A fingerprint of the series and of the run configuration is kept there: a rerun with the same
 input and configuration skips completed stages; a different one is refused unless ``overwrite``.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
+from .lock import run_lock
 
 CONFIG_FILE = "run_config.json"
 
@@ -48,13 +50,24 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     -------
     Path of ``results.zarr``.
     """
-    import xarray as xr
+    output = Path(output)
+    config, key = check_run(series_path, output, reference_roi=reference_roi, roi_units=roi_units, drift=drift,
+                            max_shift=max_shift, margin=margin, g2_options=g2_options, fit_options=fit_options,
+                            overwrite=overwrite)
+    with run_lock(output):
+        return _run_locked(series_path, output, config, key, reference_roi=reference_roi, roi_units=roi_units,
+                           drift=drift, max_shift=max_shift, margin=margin, g2_options=g2_options,
+                           fit_options=fit_options, overwrite=overwrite, progress=progress)
 
+
+def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixel", drift: bool = True,
+              max_shift=None, margin: int = 16, g2_options=None, fit_options=None,
+              overwrite: bool = False) -> tuple[dict, str]:
+    """Everything that can refuse a run, checked before any work (or any cluster) starts: the series is
+    complete and valid, no other run holds the output, the output and its stages belong to this input and
+    configuration (or ``overwrite``).  Returns the run configuration and its fingerprint."""
     from ..store.series import fingerprint, open_series, store_key
-    from .correlate import run_g2
-    from .drift import run_drift
-    from .fit import run_fit
-    from .results import assemble_results
+    from .lock import check_unlocked
 
     output = Path(output)
     open_series(series_path)  # validates: complete and well-formed, else a clear error
@@ -62,17 +75,46 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
               "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
               "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {})}
     key = fingerprint({"series": store_key(series_path), "config": config})
+    check_unlocked(output)
+    problem = _conflict(output, key, overwrite)
+    if problem:
+        raise StoreError(problem)
+    return config, key
+
+
+def _conflict(output: Path, key: str, overwrite: bool) -> str | None:
+    """Why the stages/output at ``output`` cannot be reused by a run with fingerprint ``key``, or None."""
     work = stage_dir(output)
+    if overwrite:
+        return None
+    if output.exists() and not work.exists():
+        return f"{output} exists and was not written by a run with this output; use --overwrite to replace it"
     saved = work / CONFIG_FILE
-    if output.exists() and not work.exists() and not overwrite:
-        raise StoreError(f"{output} exists and was not written by a run with this output; use --overwrite to "
-                         "replace it")
     if work.exists():
         old = json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
         if old != key:
-            if not overwrite:
-                raise StoreError(f"{work} holds stages of a different input or configuration; use --overwrite "
-                                 "to start over (or choose another output)")
+            return (f"{work} holds stages of a different input or configuration; use --overwrite to start over "
+                    "(or choose another output)")
+    return None
+
+
+def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_roi, roi_units, drift, max_shift,
+                margin, g2_options, fit_options, overwrite, progress) -> Path:
+    import xarray as xr
+
+    from .correlate import run_g2
+    from .drift import run_drift
+    from .fit import run_fit
+    from .results import assemble_results
+
+    work = stage_dir(output)
+    saved = work / CONFIG_FILE
+    problem = _conflict(output, key, overwrite)  # again, now under the lock
+    if problem:
+        raise StoreError(problem)
+    if work.exists() and overwrite:
+        old = json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
+        if old != key:
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"fingerprint": key, "config": config}, indent=2))
@@ -88,9 +130,11 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
                       max_shift=max_shift, figure=work / "drift.png", progress=progress)
         shifts = xr.open_zarr(drift_path)["shift"].values
     if not done("g2.zarr"):
-        run_g2(series_path, work / "g2.zarr", shifts=shifts, progress=progress, **(g2_options or {}))
+        run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2", progress=progress,
+               **(g2_options or {}))
     if not done("maps.zarr"):
-        run_fit(work / "g2.zarr", work / "maps.zarr", progress=progress, **(fit_options or {}))
+        run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit", progress=progress,
+                **(fit_options or {}))
     result = assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
                               overwrite=True)
     _record_config(result, config, key)

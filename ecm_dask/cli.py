@@ -208,6 +208,33 @@ def info(store):
     click.echo(describe(store))
 
 
+def _pixels(ctx, param, value):
+    out = []
+    for item in value:
+        try:
+            y, x = (float(v) for v in item.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected Y,X in nm like 3.5,12, got {item!r}") from None
+        out.append((y, x))
+    return out or None
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="folder for the figures, report.md and report.html")
+@click.option("--pixel", "pixels", multiple=True, callback=_pixels,
+              help="Y,X (nm) of a pixel whose g2 fit to show; repeatable (default: 4 at quantiles of tau)")
+@click.option("--series", type=click.Path(path_type=Path),
+              help="series store for the frame figure (default: the one recorded in RESULTS)")
+@_friendly
+def report(results, output, pixels, series):
+    """Figures (frame, maps, g2 fits, histograms, drift) and a summary page of a RESULTS store."""
+    from .pipeline.report import write_report
+
+    click.echo(f"wrote {write_report(results, output, pixels=pixels, series_path=series)}")
+
+
 def _parse_size(ctx, param, value):
     try:
         parts = [int(v) for v in value.lower().replace("*", "x").split("x")]

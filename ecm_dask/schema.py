@@ -40,6 +40,24 @@ SERIES_DIMS = (TIME, Y, X)
 # ---------------------------------------------------------------------------------------- variables
 INTENSITY = "intensity"
 SHIFT = "shift"  # drift, (time, axis) in pixels
+SHIFT_NM = "shift_nm"  # drift, (time, axis) in nm
+OUTLIER = "outlier"  # drift: frame replaced by interpolation
+
+# results store (results.zarr, an xarray DataTree): maps at the root, groups /g2 and /drift
+G2_GROUP = "g2"
+DRIFT_GROUP = "drift"
+G2 = "g2"  # (y, x, lag)
+G2_ERR = "g2_err"  # (y, x, lag) standard error of g2, when a stage provides it
+G2_PAIRS = "pairs"  # (lag,) frame pairs per lag point
+MEAN_INTENSITY = "mean_intensity"  # (y, x) counts
+STATUS = "status"  # fit status codes at the root (kernels.kww.FIT_*), pixel status in /g2
+QUALITY = "quality"  # reliability bit flags of the fit
+TAU = "tau"
+BETA = "beta"
+CONTRAST = "contrast"
+BASELINE = "baseline"
+ATTR_RUN_CONFIG = "run_config"
+ATTR_REFERENCE_ROI_PX = "reference_roi_px"
 
 # truth group of a synthetic series
 TRUTH_GROUP = "truth"

@@ -57,7 +57,8 @@ Status codes (the ``FIT_*`` of :mod:`.kww`, see ``FIT_STATUS2``; first rule that
 2. ``FIT_TOO_FEW_POINTS``: fewer than ``max(5, n_free + 1)`` usable points (8 with all 7 free);
    parameters NaN.
 3. ``FIT_NO_DECAY``: the model-free initial contrast (:func:`.kww.initial_guess`) is <= 0 (flat or rising
-   curve), or the one-term fit says ``FIT_NO_DECAY``, or the fast tau is beyond the last lag.
+   curve), or the second component is not supported and the one-term fit says ``FIT_NO_DECAY``, or the
+   fast tau is beyond the last lag.
 4. ``FIT_NOT_SUPPORTED``: the second component is not supported (F-test or not separable, above).
 5. ``FIT_NO_DECAY``: a total contrast ``A1 + A2`` not positive or not significant (``<= 2 sigma``).
 6. ``FIT_TOO_FAST``: a fitted tau at or below the first lag (1e-6 relative).
@@ -265,7 +266,7 @@ def _status2(params, errors, cov, n_points, free, lo, hi, lag_first, lag_last, c
             var_a = cov[:, _A1, _A1] + cov[:, _A2, _A2] + 2.0 * cov[:, _A1, _A2]
             status[~(a > 0) | (a <= CONTRAST_SIGMAS * np.sqrt(var_a))] = FIT_NO_DECAY
         status[~supported] = FIT_NOT_SUPPORTED
-        no_decay = ~(contrast0 > 0) | (single_status == FIT_NO_DECAY)
+        no_decay = ~(contrast0 > 0) | (~supported & (single_status == FIT_NO_DECAY))
         if free[_T1] or free[_T2]:
             no_decay |= np.fmin(p[:, _T1], p[:, _T2]) > lag_last
         status[no_decay] = FIT_NO_DECAY

@@ -167,6 +167,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.option("--bad-frames", callback=_frames, help="frames to skip, e.g. 3,7,10-12")
 @click.option("--pool", type=click.IntRange(1, 16), default=1, show_default=True, help="pool k x k pixels")
 @click.option("--pool-mode", type=click.Choice(["average", "sum"]), default="average", show_default=True)
+@click.option("--model", type=click.Choice(["kww", "kww2"]), default="kww", show_default=True,
+              help="kww2: also fit two KWW terms per pixel (maps tau1, tau2, ..., F-test of 2 terms against 1)")
 @click.option("--block-mb", type=click.FloatRange(0.01, None), default=160.0, show_default=True,
               help="size of one (time, y, x) block of the g2 stage: the unit of work and of resume")
 @cluster_options(default="local")
@@ -175,7 +177,7 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.pass_context
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
-        normalization, bad_frames, pool, pool_mode, block_mb, cluster, workers, threads, memory_limit, profile,
+        normalization, bad_frames, pool, pool_mode, model, block_mb, cluster, workers, threads, memory_limit, profile,
         profiles_file, local_directory, tls, host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> KWW fits -> a results DataTree (maps, /g2, /drift).
 
@@ -190,6 +192,8 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     fit_options = ctx.meta.get("config_sections", {}).get("fit") or {}
     if not isinstance(fit_options, dict):
         raise click.BadParameter("the config file's 'fit' section must be a mapping of fit options")
+    if model != "kww":
+        fit_options = {**fit_options, "model": model}
     options = dict(reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift, max_shift=max_shift,
                    g2_options=g2_options, fit_options=fit_options, overwrite=overwrite)
     check_run(series, output, **options)  # refuse before starting a cluster

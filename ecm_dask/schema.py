@@ -76,6 +76,20 @@ REGION_SURFACE = 2
 REGION_CRYSTAL = 3
 REGION_NAMES = {REGION_VACUUM: "vacuum", REGION_BULK: "bulk", REGION_SURFACE: "surface", REGION_CRYSTAL: "crystal"}
 
+# fit maps of the two-term KWW model (ecm_dask.ops.fit.fit_kww(model="kww2"))
+MODEL_KWW = "kww"
+MODEL_KWW2 = "kww2"
+FIT_BASELINE = "baseline"
+FIT_CONTRAST1 = "contrast1"
+FIT_TAU1 = "tau1"
+FIT_BETA1 = "beta1"
+FIT_CONTRAST2 = "contrast2"
+FIT_TAU2 = "tau2"
+FIT_BETA2 = "beta2"
+FIT_F_STAT = "f_statistic"  # F statistic of two KWW terms against one
+FIT_F_PVALUE = "f_pvalue"  # its p-value
+FIT_SUPPORTED = "second_supported"  # bool: the second component is supported
+
 # -------------------------------------------------------------------------------------------- units
 UNITS = {
     TIME: "s",

@@ -62,6 +62,8 @@ from . import _kww_numba as _nb
 
 PARAMS = ("baseline", "contrast", "tau", "beta")
 FIT_OK, FIT_NOT_CONVERGED, FIT_AT_BOUND, FIT_NO_DECAY, FIT_TOO_FAST, FIT_TOO_FEW_POINTS, FIT_BAD_INPUT = range(7)
+#: two-term fits only (:mod:`.kww2`): the second KWW component is not supported by the data
+FIT_NOT_SUPPORTED = 7
 FIT_STATUS = {
     FIT_OK: "ok",
     FIT_NOT_CONVERGED: "not converged",
@@ -71,6 +73,8 @@ FIT_STATUS = {
     FIT_TOO_FEW_POINTS: "too few points",
     FIT_BAD_INPUT: "bad input",
 }
+#: status codes of the two-term fit (:func:`.kww2.fit_kww2`): those of the one-term fit and FIT_NOT_SUPPORTED
+FIT_STATUS2 = {**FIT_STATUS, FIT_NOT_SUPPORTED: "second component not supported"}
 
 #: default bounds (tau: first lag .. 10 x the series length, taken as 2 x the last lag)
 BETA_BOUNDS = (0.1, 2.5)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import schema as S
 from ..kernels import kww as KW
+from ..kernels import kww2 as KW2
 
 PARAM = S.PARAM
 PARAM2 = "param2"
@@ -25,6 +26,11 @@ QUALITY_FLAGS = {QUALITY_SHORT_SERIES: "series_shorter_than_40_tau",
 #: over 3/5/7 lag points raised the median |log10 tau error| from 0.133 to 0.136/0.141/0.143 and its bias.
 MODEL_FREE_SMOOTH = 1
 MAP_UNITS = {"tau": "s", "beta": "1", "contrast": "1", "baseline": "1"}
+#: fit models of :func:`fit_kww`
+MODELS = (S.MODEL_KWW, S.MODEL_KWW2)
+#: names of the two-term maps (kernel order of :data:`ecm_dask.kernels.kww2.PARAMS2`)
+KWW2_NAMES = dict(zip(KW2.PARAMS2, (S.FIT_BASELINE, S.FIT_CONTRAST1, S.FIT_TAU1, S.FIT_BETA1, S.FIT_CONTRAST2,
+                                     S.FIT_TAU2, S.FIT_BETA2)))
 
 
 def _fit_block(g2, *, lag, sigma_mode, pairs, bounds, fixed, baseline, max_iter):
@@ -40,8 +46,66 @@ def _fit_block(g2, *, lag, sigma_mode, pairs, bounds, fixed, baseline, max_iter)
     return out.reshape(*shape, out.shape[-1])
 
 
+def _fit2_block(g2, *, lag, sigma_mode, pairs, bounds, fixed, baseline, max_iter):
+    """apply_ufunc core of the two-term fit: (..., lag) -> packed (..., 7 params + 7 errors + chi2 + n_iter
+    + status + F + p-value + supported)."""
+    shape = g2.shape[:-1]
+    flat = np.ascontiguousarray(g2.reshape(-1, g2.shape[-1]), dtype=np.float64)
+    fit = KW2.fit_kww2(flat, lag, pairs=pairs if sigma_mode == "pairs" else None, bounds=bounds, fixed=fixed,
+                       baseline=baseline, max_iter=max_iter)
+    out = np.concatenate([fit.params, fit.errors, fit.chi2_red[:, None], fit.n_iter[:, None].astype(np.float64),
+                          fit.status[:, None].astype(np.float64), fit.f_stat[:, None], fit.p_value[:, None],
+                          fit.supported[:, None].astype(np.float64)], axis=1)
+    return out.reshape(*shape, out.shape[-1])
+
+
+def _bounds2(b: dict) -> dict:
+    """One-term bound names (tau, beta, contrast) apply to both components unless given per component."""
+    out = {}
+    for key, value in b.items():
+        if key in ("tau", "beta", "contrast"):
+            out.setdefault(key + "1", value)
+            out.setdefault(key + "2", value)
+        else:
+            out[key] = value
+    return out
+
+
+def _maps2(packed, curves, kw, frame_time, series_s):
+    import xarray as xr
+
+    ds = xr.Dataset(coords={S.Y: curves[S.Y], S.X: curves[S.X]})
+    for i, key in enumerate(KW2.PARAMS2):
+        name = KWW2_NAMES[key]
+        unit = MAP_UNITS[key.rstrip("12")]
+        ds[name] = packed.isel(_out=i, drop=True).astype(np.float32)
+        ds[name].attrs.update({"units": unit, "long_name": f"two-term KWW {key}"})
+        ds[f"{name}_err"] = packed.isel(_out=7 + i, drop=True).astype(np.float32)
+        ds[f"{name}_err"].attrs.update({"units": unit, "long_name": f"standard error of {key}"})
+    ds["chi2"] = packed.isel(_out=14, drop=True).astype(np.float32)
+    ds["chi2"].attrs["long_name"] = "reduced chi-square of the two-term fit"
+    ds["n_iter"] = packed.isel(_out=15, drop=True).astype(np.int16)
+    ds["status"] = packed.isel(_out=16, drop=True).astype(np.uint8)
+    ds["status"].attrs.update({"long_name": "fit status", "flag_values": list(KW.FIT_STATUS2),
+                               "flag_meanings": " ".join(v.replace(" ", "_") for v in KW.FIT_STATUS2.values())})
+    ds[S.FIT_F_STAT] = packed.isel(_out=17, drop=True).astype(np.float32)
+    ds[S.FIT_F_STAT].attrs["long_name"] = "F statistic of two KWW terms against one"
+    ds[S.FIT_F_PVALUE] = packed.isel(_out=18, drop=True)
+    ds[S.FIT_F_PVALUE].attrs["long_name"] = "p-value of the F-test of two KWW terms against one"
+    ds[S.FIT_SUPPORTED] = packed.isel(_out=19, drop=True) > 0.5
+    ds[S.FIT_SUPPORTED].attrs["long_name"] = (f"second component supported (F-test p < {KW2.SELECTION_ALPHA} "
+                                               "and components separable)")
+    ds.attrs.update({"model": S.MODEL_KWW2, "model_formula": "g2 = baseline + contrast1 * exp(-2 (t / tau1)^beta1) "
+                     "+ contrast2 * exp(-2 (t / tau2)^beta2), tau1 <= tau2",
+                     "selection": f"F-test, alpha = {KW2.SELECTION_ALPHA}",
+                     "weights": kw["sigma_mode"], "baseline_mode": str(kw["baseline"]), "fixed": str(kw["fixed"] or {}),
+                     "bounds": {k: [float(v[0]), float(v[1])] for k, v in kw["bounds"].items()},
+                     "series_length_s": series_s, "frame_time_s": frame_time})
+    return ds
+
+
 def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: dict | None = None,
-            baseline: str | float = "free", max_iter: int = 100):
+            baseline: str | float = "free", max_iter: int = 100, model: str = S.MODEL_KWW):
     """Fit every pixel's g2 to ``baseline + contrast * exp(-2 (t/tau)^beta)``.
 
     Parameters
@@ -53,6 +117,10 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
     fixed : fix parameters, e.g. ``{"beta": 1.0}`` or ``{"baseline": 1.0}`` (tau in seconds)
     baseline : ``"free"`` (default) or ``"fixed"`` (= 1) or a number
     max_iter : iteration cap of the Levenberg-Marquardt solver
+    model : ``"kww"`` (default, one term) or ``"kww2"``: two terms
+        ``baseline + contrast1 exp(-2 (t/tau1)^beta1) + contrast2 exp(-2 (t/tau2)^beta2)``, ``tau1 <= tau2``
+        (:func:`ecm_dask.kernels.kww2.fit_kww2`; ``bounds``/``fixed`` take ``tau1``, ``beta2``, ...; ``bounds`` also the
+        one-term names ``tau``, ``beta``, ``contrast`` for both components)
 
     Returns
     -------
@@ -60,11 +128,17 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
     ``n_iter``, ``status`` (fit status codes), ``quality`` (bit flags: series < 40 tau, frame time > 0.1 tau),
     ``tau_model_free`` (s; where g2 falls to 1/e^2 of its initial contrast) and ``covariance (y, x, param, param2)``.
     Pixels whose g2 is NaN (dead, saturated, out of view) get NaN maps and status ``bad input``.
+
+    With ``model="kww2"``: ``tau1``, ``beta1``, ``contrast1``, ``tau2``, ``beta2``, ``contrast2``, ``baseline``
+    and their ``*_err``, ``chi2``, ``n_iter``, ``status`` (with ``second component not supported``),
+    ``f_statistic``, ``f_pvalue`` (F-test of two terms against one) and ``second_supported`` (bool).
     """
     import xarray as xr
 
     if not isinstance(g2, xr.Dataset) or "g2" not in g2:
         raise ValueError("fit_kww needs the Dataset returned by ecm_dask.ops.correlate (with 'g2' and 'pairs')")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     if weights not in ("pairs", "none"):
         raise ValueError(f"weights must be 'pairs' or 'none', got {weights!r}")
     curves = g2["g2"]
@@ -81,6 +155,14 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
         curves = curves.chunk({S.Y: 128, S.X: 128})
     curves = curves.chunk({S.LAG: -1})
     kw = dict(lag=lag, sigma_mode=weights, pairs=pairs, bounds=b, fixed=fixed, baseline=baseline, max_iter=max_iter)
+    if model == S.MODEL_KWW2:
+        kw["bounds"] = _bounds2(b)
+        packed = xr.apply_ufunc(_fit2_block, curves, input_core_dims=[[S.LAG]], output_core_dims=[["_out"]],
+                                dask="parallelized", output_dtypes=[np.float64],
+                                dask_gufunc_kwargs={"output_sizes": {"_out": 20}}, kwargs=kw)
+        ds = _maps2(packed, curves, kw, frame_time, series_s)
+        ds.attrs.update({"g2_estimator": g2.attrs.get("estimator"), "g2_normalization": g2.attrs.get("normalization")})
+        return ds
     n_out = 4 + 4 + 16 + 4
     packed = xr.apply_ufunc(_fit_block, curves, input_core_dims=[[S.LAG]], output_core_dims=[["_out"]],
                             dask="parallelized", output_dtypes=[np.float64],

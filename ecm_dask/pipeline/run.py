@@ -42,7 +42,7 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     max_shift, margin : drift options (pixels)
     g2_options : passed to :func:`ecm_dask.ops.correlate` (method, points_per_octave, max_lag, normalization,
         bad_frames, shift_mode, pool, pool_mode, ...)
-    fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter)
+    fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter, model)
     overwrite : discard checkpoints of a different input or configuration (and an existing result)
     progress : progress bars
 

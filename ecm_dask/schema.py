@@ -58,6 +58,18 @@ REGION_SURFACE = 2
 REGION_CRYSTAL = 3
 REGION_NAMES = {REGION_VACUUM: "vacuum", REGION_BULK: "bulk", REGION_SURFACE: "surface", REGION_CRYSTAL: "crystal"}
 
+# ------------------------------------------------------------------------- analysis (ecm_dask.analysis)
+REGION_EXCLUDED = -1  # pixels outside a user mask in a classified region map
+REGION = "region"  # dim of per-region statistics (labels: REGION_NAMES values)
+STATISTIC = "statistic"  # dim: median, iqr, std, ...
+ESTIMATE = "estimate"  # dim: value, ci_low, ci_high
+QUANTITY = "quantity"  # dim of region comparisons
+LOG10_TAU = "log10_tau"
+LOG10_TAU_BIN = "log10_tau_bin"
+BETA_BIN = "beta_bin"
+SURFACE_DISTANCE = TRUTH_SURFACE_DISTANCE
+RADIUS = "r"  # dim of ring-averaged spatial correlations, nm
+
 # -------------------------------------------------------------------------------------------- units
 UNITS = {
     TIME: "s",
@@ -72,6 +84,7 @@ UNITS = {
     TRUTH_MEAN: "counts",
     TRUTH_SURFACE_DISTANCE: "nm",
     TEMPERATURE: "degC",
+    RADIUS: "nm",
 }
 
 # -------------------------------------------------------------------------------------- attributes

@@ -124,7 +124,8 @@ def ring_average(products, pairs, spacing=(1.0, 1.0), distances=None, *, min_pai
 
     Returns
     -------
-    r : the ring centres; mean : products/pairs per ring (NaN if empty); n_pairs : pairs per ring
+    r : the ring centres; mean : products/pairs per ring (NaN if empty); n_pairs : pairs per ring;
+    r_mean : pair-weighted mean distance in each ring (differs from ``r`` on a lattice: use it for fits)
     """
     ky, kx = products.shape
     ny, nx = (ky + 1) // 2, (kx + 1) // 2
@@ -142,9 +143,11 @@ def ring_average(products, pairs, spacing=(1.0, 1.0), distances=None, *, min_pai
     ok &= (idx >= 0) & (idx < r.size)
     s = np.bincount(idx[ok], weights=products[ok], minlength=r.size)[: r.size]
     w = np.bincount(idx[ok], weights=pairs[ok], minlength=r.size)[: r.size]
+    d = np.bincount(idx[ok], weights=(pairs * dist)[ok], minlength=r.size)[: r.size]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(w > 0, s / w, np.nan)
-    return r, mean, w
+        r_mean = np.where(w > 0, d / w, np.nan)
+    return r, mean, w, r_mean
 
 
 def crossing_length(r, c, level: float = float(np.exp(-1.0))) -> float:
@@ -161,36 +164,52 @@ def crossing_length(r, c, level: float = float(np.exp(-1.0))) -> float:
     return float(r0 + (c0 - level) * (r1 - r0) / (c0 - c1))
 
 
-def fit_exponential(r, c, *, r_fit: float | None = None) -> tuple[float, float, float]:
-    """Fit ``C0 exp(-r / xi)`` to ``c(r)`` over ``0 < r <= r_fit``; returns ``(xi, C0, least-squares error of xi)``.
+def fit_exponential(r, c, *, r_fit: float | None = None, offset: bool = True) -> tuple[float, float, float, float]:
+    """Fit ``C0 exp(-r / xi) (+ b)`` to ``c(r)`` over ``0 < r <= r_fit``.
 
-    ``r_fit`` defaults to 3 x the 1/e crossing of ``c / c[first r > 0]`` (at least 3 points).
+    ``offset=True`` adds a constant ``b``: subtracting the sample mean of a finite map lowers its estimated
+    correlation by about the mean correlation over the area, and long-wavelength fluctuations shift it too;
+    the offset absorbs both.  ``r_fit`` defaults to 5 (with offset) or 3 (without) times the 1/e crossing of
+    ``c / c[first r > 0]``.
+
+    Returns
+    -------
+    ``(xi, C0, least-squares error of xi, b)``; NaNs when the fit is impossible.
     """
+    nan4 = (float("nan"),) * 4
     r = np.asarray(r, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
-    use = (r > 0) & np.isfinite(c)
-    if use.sum() < 3:
-        return float("nan"), float("nan"), float("nan")
+    use = (r > 0) & np.isfinite(c) & np.isfinite(r)
+    n_par = 3 if offset else 2
+    if use.sum() < n_par + 1:
+        return nan4
     rr, cc = r[use], c[use]
     if r_fit is None:
         x0 = crossing_length(rr, cc / cc[0]) if cc[0] > 0 else float("nan")
         x0 = x0 if np.isfinite(x0) and x0 > 0 else float(rr[-1]) / 3.0
-        r_fit = max(3.0 * x0, float(rr[min(2, rr.size - 1)]))
+        r_fit = max((5.0 if offset else 3.0) * x0, float(rr[min(n_par, rr.size - 1)]))
     sel = rr <= r_fit
     rr, cc = rr[sel], cc[sel]
-    if rr.size < 3 or not cc[0] > 0:
-        return float("nan"), float("nan"), float("nan")
+    if rr.size < n_par + 1 or not cc[0] > 0:
+        return nan4
     # start from the log-linear fit of the positive points
     pos = cc > 0
     slope, icpt = np.polyfit(rr[pos], np.log(cc[pos]), 1) if pos.sum() >= 2 else (-1.0 / rr[0], 0.0)
     xi0 = -1.0 / slope if slope < 0 else float(rr[-1])
+    if offset:
+        def model(x, c0, xi, b):
+            return c0 * np.exp(-x / xi) + b
+        p0, lo, hi = [np.exp(icpt), xi0, 0.0], [0.0, 1e-9 * rr[0], -1.0], [np.inf, np.inf, 1.0]
+    else:
+        def model(x, c0, xi):
+            return c0 * np.exp(-x / xi)
+        p0, lo, hi = [np.exp(icpt), xi0], [0.0, 1e-9 * rr[0]], [np.inf, np.inf]
     try:
-        popt, pcov = curve_fit(lambda x, c0, xi: c0 * np.exp(-x / xi), rr, cc, p0=[np.exp(icpt), xi0],
-                               bounds=([0.0, 1e-9 * rr[0]], [np.inf, np.inf]), method="trf", max_nfev=2000)
+        popt, pcov = curve_fit(model, rr, cc, p0=p0, bounds=(lo, hi), method="trf", max_nfev=5000)
     except (RuntimeError, ValueError):
-        return float("nan"), float("nan"), float("nan")
+        return nan4
     err = float(np.sqrt(pcov[1, 1])) if np.isfinite(pcov[1, 1]) else float("nan")
-    return float(popt[1]), float(popt[0]), err
+    return float(popt[1]), float(popt[0]), err, float(popt[2]) if offset else 0.0
 
 
 def _blocks(mask: np.ndarray, n_blocks: int):
@@ -239,7 +258,7 @@ def _yx(da):
 
 
 def map_correlation_length(field, mask=None, pixel_size=None, *, distances=None, r_fit: float | None = None,
-                           n_blocks: int = 4):
+                           offset: bool = True, n_blocks: int = 4):
     """Spatial autocorrelation of a map inside a mask, ring-averaged, and its exponential correlation length.
 
     Parameters
@@ -252,14 +271,17 @@ def map_correlation_length(field, mask=None, pixel_size=None, *, distances=None,
         nm; default from the ``y``/``x`` coordinates.
     distances : ring centres in nm, optional (default one ring per pixel up to half the smaller side)
     r_fit : float, optional
-        Upper end of the fit range in nm (default 3 x the 1/e length).
+        Upper end of the fit range in nm (default 5 x the 1/e length with ``offset``, else 3 x).
+    offset : bool
+        Fit ``C0 exp(-r/xi) + offset`` (default; see :func:`fit_exponential`) or ``C0 exp(-r/xi)``.
     n_blocks : int
         Tiles per side for the jackknife error (0 or 1: no jackknife, least-squares error instead).
 
     Returns
     -------
-    xarray.Dataset: ``correlation (r)`` (C(r), ``C(0) = 1``), ``pairs (r)``, and scalars ``xi`` (nm), ``xi_err``
-    (jackknife, or least squares), ``C0``, ``xi_1e`` (1/e crossing, nm), ``variance`` (of the map in the mask).
+    xarray.Dataset: ``correlation (r)`` (C(r), ``C(0) = 1``), ``pairs (r)``, ``r_mean (r)`` (mean distance of the
+    pairs in each ring: the fits use it), and scalars ``xi`` (nm), ``xi_err`` (jackknife, or least squares),
+    ``C0``, ``offset``, ``xi_1e`` (1/e crossing, nm), ``variance`` (of the map in the mask).
     """
     import xarray as xr
 
@@ -276,20 +298,19 @@ def map_correlation_length(field, mask=None, pixel_size=None, *, distances=None,
     var = prod[f.shape[0] - 1, f.shape[1] - 1] / pairs[f.shape[0] - 1, f.shape[1] - 1]
     if not var > 0:
         raise InputError("the map is constant inside the mask: no correlation length")
-    r, c, w = ring_average(prod / var, pairs, sp, distances)
-    xi, c0, err = fit_exponential(r, c, r_fit=r_fit)
-    r_used = r_fit if r_fit is not None else (3.0 * crossing_length(r[r > 0], c[r > 0] / c[r > 0][0])
-                                              if np.isfinite(xi) else None)
+    r, c, w, rm = ring_average(prod / var, pairs, sp, distances)
+    xi, c0, err, b = fit_exponential(rm, c, r_fit=r_fit, offset=offset)
+    if r_fit is None and np.isfinite(xi):
+        pos = rm > 0
+        r_fit = (5.0 if offset else 3.0) * crossing_length(rm[pos], c[pos] / c[pos][0])
     method = "least squares"
     if n_blocks and n_blocks > 1 and np.isfinite(xi):
-        tiles = _blocks(m, int(n_blocks))
         est = []
-        for t in tiles:
-            mm = m & ~t
-            p2, q2 = masked_autocorrelation(f, mm)
+        for t in _blocks(m, int(n_blocks)):
+            p2, q2 = masked_autocorrelation(f, m & ~t)
             v2 = p2[f.shape[0] - 1, f.shape[1] - 1] / q2[f.shape[0] - 1, f.shape[1] - 1]
-            _, c2, _ = ring_average(p2 / v2, q2, sp, r)
-            est.append(fit_exponential(r, c2, r_fit=r_used)[0])
+            _, c2, _, rm2 = ring_average(p2 / v2, q2, sp, r)
+            est.append(fit_exponential(rm2, c2, r_fit=r_fit, offset=offset)[0])
         est = np.asarray(est)
         est = est[np.isfinite(est)]
         if est.size >= 3:
@@ -301,10 +322,12 @@ def map_correlation_length(field, mask=None, pixel_size=None, *, distances=None,
          "pairs": (S.RADIUS, w, {"long_name": "pixel pairs per ring"}),
          "xi": ((), xi, {"units": "nm", "long_name": "correlation length (C0 exp(-r/xi) fit)"}),
          "xi_err": ((), err, {"units": "nm", "method": method}),
-         "C0": ((), c0), "xi_1e": ((), crossing_length(r, c), {"units": "nm"}),
+         "C0": ((), c0), "offset": ((), b), "xi_1e": ((), crossing_length(rm, c), {"units": "nm"}),
+         "r_mean": (S.RADIUS, rm, {"units": "nm", "long_name": "pair-weighted mean distance in the ring"}),
          "variance": ((), float(var))},
         coords={S.RADIUS: (S.RADIUS, r, S.coord_attrs(S.RADIUS, "distance"))},
-        attrs={"n_pixels": int(m.sum()), "r_fit_nm": float(r_used) if r_used is not None else None})
+        attrs={"n_pixels": int(m.sum()), "r_fit_nm": float(r_fit) if r_fit is not None else None,
+               "model": "C0 exp(-r/xi) + offset" if offset else "C0 exp(-r/xi)"})
 
 
 def _series(series, pixel_size, frame_time):
@@ -349,7 +372,8 @@ def intensity_g4(series, lags, distances=None, *, mask=None, pixel_size=None, fr
     Returns
     -------
     xarray.Dataset: ``g2_spatial (r)``, ``g4 (lag, r)``, ``q_mean (lag)`` (= ``<dI(t) dI(t+k)>``, i.e.
-    ``g2(k) - 1``), ``xi_g2`` (1/e length of ``g2_spatial``, nm), ``xi4 (lag)`` (1/e lengths of ``g4``, nm);
+    ``g2(k) - 1``), ``xi_g2`` (1/e length of ``g2_spatial``, nm), ``xi4 (lag)`` (1/e lengths of ``g4``, nm, against
+    ``r_mean (r)``, the mean pair distance in each ring);
     coordinates ``lag`` (s, or frames without a frame time) and ``lag_frames``.
     """
     import xarray as xr
@@ -391,7 +415,7 @@ def intensity_g4(series, lags, distances=None, *, mask=None, pixel_size=None, fr
     # equal-time correlation of dI (dI has zero temporal mean per pixel)
     prod, pairs = spatial(lambda a, b: dI[a:b], n_t)
     centre = (ny - 1, nx - 1)
-    _, g2s, w = ring_average(prod / (prod[centre] / pairs[centre]), pairs, sp, r)
+    _, g2s, w, rm = ring_average(prod / (prod[centre] / pairs[centre]), pairs, sp, r)
     g4 = np.full((lags.size, r.size), np.nan)
     q_mean = np.full(lags.size, np.nan)
     for i, k in enumerate(lags.tolist()):
@@ -406,14 +430,15 @@ def intensity_g4(series, lags, distances=None, *, mask=None, pixel_size=None, fr
             return np.where(m, dI[a:b] * dI[a + k:b + k] - qm, 0.0)
 
         p, q = spatial(qstack, n_k)
-        _, g4[i], _ = ring_average(p / (p[centre] / q[centre]), q, sp, r)
-    xi4 = np.array([crossing_length(r, g) for g in g4])
+        _, g4[i], _, _ = ring_average(p / (p[centre] / q[centre]), q, sp, r)
+    xi4 = np.array([crossing_length(rm, g) for g in g4])
     lag_s = lags * frame_time if frame_time else lags.astype(np.float64)
     return xr.Dataset(
         {"g2_spatial": (S.RADIUS, g2s, {"long_name": "equal-time spatial intensity correlation"}),
          "g4": ((S.LAG, S.RADIUS), g4, {"long_name": "spatial correlation of the two-time products dI(t) dI(t+lag)"}),
          "q_mean": (S.LAG, q_mean, {"long_name": "<dI(t) dI(t+lag)> (g2 - 1)"}),
-         "xi_g2": ((), crossing_length(r, g2s), {"units": "nm", "long_name": "1/e length of g2_spatial"}),
+         "xi_g2": ((), crossing_length(rm, g2s), {"units": "nm", "long_name": "1/e length of g2_spatial"}),
+         "r_mean": (S.RADIUS, rm, {"units": "nm", "long_name": "pair-weighted mean distance in the ring"}),
          "xi4": (S.LAG, xi4, {"units": "nm", "long_name": "1/e length of g4"}),
          "pairs": (S.RADIUS, w)},
         coords={S.RADIUS: (S.RADIUS, r, S.coord_attrs(S.RADIUS, "distance")),

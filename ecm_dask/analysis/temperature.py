@@ -229,7 +229,7 @@ def combine(results, temperatures=None, *, regions=None, names=None, keep_maps="
     names : sequence of str, optional
         Regions to summarise (see :func:`~ecm_dask.analysis.distributions.region_statistics`).
     keep_maps : True, False or "auto"
-        Also stack the maps ``map_vars`` on ``(temperature, y, x)``.  They need the same pixel grid in every
+        Also stack the maps ``map_vars`` on ``(temperature, y, x)``, named ``<var>_map`` (``tau_map``, ...).  They need the same pixel grid in every
         run (same ``y`` and ``x`` coordinates); "auto" keeps them only then, True raises if they differ.
     n_boot, ci, seed
         Bootstrap of the summary statistics; ``ci=0.68`` gives ~1-sigma intervals for the τ(T) fits.
@@ -270,6 +270,7 @@ def combine(results, temperatures=None, *, regions=None, names=None, keep_maps="
     if keep_maps and same_grid:
         maps = xr.concat([ds[list(map_vars)].drop_vars([c for c in ds.coords if c not in (S.Y, S.X)]).load()
                           for ds in datasets], dim=tcoord, join="override")
+        maps = maps.rename({v: f"{v}_map" for v in map_vars})
         out = out.merge(maps)
     out.attrs.update({"maps_kept": bool(keep_maps and same_grid), "n_results": len(datasets)})
     return out.sortby(S.TEMPERATURE)
@@ -291,19 +292,19 @@ def tau_vs_temperature(combined, region: str | None = None):
         region = regs[0]
     if region not in regs:
         raise InputError(f"region {region!r} is not in the combined results (have {regs})")
-    c = combined.sel({S.REGION: region})
-    lt = c["log10_tau"].sel({S.STATISTIC: "median"})
-    val = lt.sel({S.ESTIMATE: "value"})
-    half = 0.5 * (lt.sel({S.ESTIMATE: "ci_high"}) - lt.sel({S.ESTIMATE: "ci_low"}))
+    c = combined.sel({S.REGION: region}).reset_coords(drop=True)
+
+    def pick(name, stat, est="value"):
+        return c[name].sel({S.STATISTIC: stat, S.ESTIMATE: est}).reset_coords(drop=True)
+
+    val = pick("log10_tau", "median")
+    half = 0.5 * (pick("log10_tau", "median", "ci_high") - pick("log10_tau", "median", "ci_low"))
     tau = 10.0 ** val
     out = xr.Dataset({
         "tau": tau.assign_attrs(units="s", long_name=f"median tau ({region})"),
         "tau_err": (tau * np.log(10.0) * half).assign_attrs(units="s"),
         "log10_tau": val, "log10_tau_err": half,
-        "log10_tau_iqr": c["log10_tau"].sel({S.STATISTIC: "iqr", S.ESTIMATE: "value"}),
-        "log10_tau_std": c["log10_tau"].sel({S.STATISTIC: "std", S.ESTIMATE: "value"}),
-        "beta": c["beta"].sel({S.STATISTIC: "median", S.ESTIMATE: "value"}),
-        "beta_iqr": c["beta"].sel({S.STATISTIC: "iqr", S.ESTIMATE: "value"}),
-        "n": c["n"]})
-    return out.drop_vars([v for v in (S.STATISTIC, S.ESTIMATE, S.REGION) if v in out.coords]).assign_attrs(
+        "log10_tau_iqr": pick("log10_tau", "iqr"), "log10_tau_std": pick("log10_tau", "std"),
+        "beta": pick("beta", "median"), "beta_iqr": pick("beta", "iqr"), "n": c["n"]})
+    return out.assign_attrs(
         region=str(region), ci=combined.attrs.get("ci"))

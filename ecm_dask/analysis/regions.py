@@ -133,8 +133,9 @@ def crystal_mask(mean_image, contrast=None, *, wire=None, bright: float = 1.5, s
 
     Returns
     -------
-    ndarray of bool (y, x).  With ``contrast``: the connected static wire regions that contain a bright seed;
-    without: the bright regions, closed and hole-filled.
+    ndarray of bool (y, x).  With ``contrast``: the connected regions of bright or static wire pixels that
+    contain a bright seed and whose median contrast is below ``2 static`` x the wire's (a bright but
+    fluctuating region is not a crystal); without: the bright regions, closed and hole-filled.
     """
     img = _image(mean_image, "mean_image")
     wire = segment_wire(img) if wire is None else np.asarray(wire, dtype=bool)
@@ -152,17 +153,23 @@ def crystal_mask(mean_image, contrast=None, *, wire=None, bright: float = 1.5, s
         if c.shape != img.shape:
             raise InputError(f"contrast has shape {c.shape}, mean_image {img.shape}")
         ref = c[wire & np.isfinite(c)]
-        if ref.size == 0 or not np.nanmedian(ref) > 0:
+        if ref.size == 0 or not np.median(ref) > 0:
             raise InputError("crystal_mask: the contrast map has no positive finite value on the wire")
+        level_c = float(np.median(ref))
         with np.errstate(invalid="ignore"):
-            quiet = wire & ~(c >= static * float(np.median(ref)))
-        cand = quiet
+            quiet = wire & ~(c >= static * level_c)
+        cand = seeds | quiet
     lab, n = ndimage.label(cand)
     if n == 0:
         return np.zeros_like(wire)
     keep = np.unique(lab[seeds & (lab > 0)])
     sizes = np.bincount(lab.ravel(), minlength=n + 1)
     keep = keep[sizes[keep] >= int(min_size_px)]
+    if contrast is not None and keep.size:
+        # a bright region is a crystal only if it is static as a whole: median contrast well below the wire's
+        static_enough = [np.nanmedian(np.where(np.isfinite(c), c, 0.0)[lab == k]) < 2 * static * level_c
+                         for k in keep]
+        keep = keep[np.asarray(static_enough, dtype=bool)]
     out = np.isin(lab, keep)
     return ndimage.binary_fill_holes(out) & wire
 

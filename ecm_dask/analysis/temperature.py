@@ -268,8 +268,8 @@ def combine(results, temperatures=None, *, regions=None, names=None, keep_maps="
     if keep_maps is True and not same_grid:
         raise InputError("keep_maps=True but the runs have different pixel grids; use keep_maps='auto' or False")
     if keep_maps and same_grid:
-        maps = xr.concat([ds[list(map_vars)].drop_vars([c for c in ds.coords if c not in (S.Y, S.X)]).load()
-                          for ds in datasets], dim=tcoord, join="override")
+        maps = xr.concat([ds[list(map_vars)].reset_coords(drop=True).load() for ds in datasets], dim=tcoord,
+                         join="override")
         maps = maps.rename({v: f"{v}_map" for v in map_vars})
         out = out.merge(maps)
     out.attrs.update({"maps_kept": bool(keep_maps and same_grid), "n_results": len(datasets)})

@@ -90,6 +90,18 @@ FIT_F_STAT = "f_statistic"  # F statistic of two KWW terms against one
 FIT_F_PVALUE = "f_pvalue"  # its p-value
 FIT_SUPPORTED = "second_supported"  # bool: the second component is supported
 
+# ------------------------------------------------------------------------- analysis (ecm_dask.analysis)
+REGION_EXCLUDED = -1  # pixels outside a user mask in a classified region map
+REGION = "region"  # dim of per-region statistics (labels: REGION_NAMES values)
+STATISTIC = "statistic"  # dim: median, iqr, std, ...
+ESTIMATE = "estimate"  # dim: value, ci_low, ci_high
+QUANTITY = "quantity"  # dim of region comparisons
+LOG10_TAU = "log10_tau"
+LOG10_TAU_BIN = "log10_tau_bin"
+BETA_BIN = "beta_bin"
+SURFACE_DISTANCE = TRUTH_SURFACE_DISTANCE
+RADIUS = "r"  # dim of ring-averaged spatial correlations, nm
+
 # -------------------------------------------------------------------------------------------- units
 UNITS = {
     TIME: "s",
@@ -104,6 +116,7 @@ UNITS = {
     TRUTH_MEAN: "counts",
     TRUTH_SURFACE_DISTANCE: "nm",
     TEMPERATURE: "degC",
+    RADIUS: "nm",
 }
 
 # -------------------------------------------------------------------------------------- attributes

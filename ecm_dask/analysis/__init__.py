@@ -1,0 +1,17 @@
+"""Scientific analysis of the result maps: regions, distributions, temperature series, correlation lengths.
+
+Labelled in, labelled out (xarray); the numerics are small NumPy/SciPy functions in the same modules.
+
+* :mod:`.regions` - wire segmentation, crystal, surface distance, :func:`classify`;
+* :mod:`.distributions` - per-region statistics of τ and β with bootstrap intervals, :func:`compare_regions`;
+* :mod:`.temperature` - :func:`combine` runs on a ``temperature`` dim, Arrhenius and VFT fits;
+* :mod:`.lengths` - spatial correlation length of a map, four-point intensity correlation g4.
+"""
+
+from .distributions import compare_regions, region_statistics
+from .lengths import intensity_g4, map_correlation_length
+from .regions import classify, crystal_mask, segment_wire, surface_distance
+from .temperature import combine, fit_arrhenius, fit_vft, tau_vs_temperature
+
+__all__ = ["classify", "combine", "compare_regions", "crystal_mask", "fit_arrhenius", "fit_vft", "intensity_g4",
+           "map_correlation_length", "region_statistics", "segment_wire", "surface_distance", "tau_vs_temperature"]

@@ -35,6 +35,7 @@ KX = "kx"
 Q = "q"
 TEMPERATURE = "temperature"
 AXIS = "axis"  # (y, x) component of a shift vector
+SECTOR = "sector"  # angular sector of a q ring (angle modulo pi: Friedel pairs share a sector)
 SERIES_DIMS = (TIME, Y, X)
 
 # ---------------------------------------------------------------------------------------- variables
@@ -58,6 +59,12 @@ CONTRAST = "contrast"
 BASELINE = "baseline"
 ATTR_RUN_CONFIG = "run_config"
 ATTR_REFERENCE_ROI_PX = "reference_roi_px"
+
+# diffraction (STEM) mode and scattering profiles (G2, G2_ERR above: for rings, G2_ERR is the pixel scatter)
+G2_SECTOR = "g2_sector"  # ring g2 averaged over each angular sector (for jackknife errors)
+N_PIXELS = "n_pixels"  # detector pixels behind a ring average
+INTENSITY_ERR = "intensity_err"
+Q_LO, Q_HI, Q_MEAN = "q_lo", "q_hi", "q_mean"  # ring edges and pixel-mean q of a ring
 
 # truth group of a synthetic series
 TRUTH_GROUP = "truth"
@@ -117,6 +124,12 @@ UNITS = {
     TRUTH_SURFACE_DISTANCE: "nm",
     TEMPERATURE: "degC",
     RADIUS: "nm",
+    KY: "nm^-1",
+    KX: "nm^-1",
+    Q: "nm^-1",
+    Q_LO: "nm^-1",
+    Q_HI: "nm^-1",
+    Q_MEAN: "nm^-1",
 }
 
 # -------------------------------------------------------------------------------------- attributes
@@ -132,6 +145,8 @@ ATTR_COMPLETE = "ecm_dask_complete"  # True only once every shard is written
 ATTR_DESCRIPTION = "description"
 ATTR_UNITS = "units"
 ATTR_LONG_NAME = "long_name"
+ATTR_K_CALIBRATION = "k_calibration_nm-1_per_px"  # reciprocal-space pixel size of a diffraction camera
+ATTR_BEAM_CENTRE = "beam_centre_px"  # (row, column) of the undiffracted beam on the camera, in pixels
 
 UNKNOWN = "unknown"
 

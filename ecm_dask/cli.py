@@ -26,6 +26,13 @@ def _friendly(func):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:  # disk full, permissions, I/O errors not turned into a StoreError on the way
+            if os.environ.get("ECM_DASK_DEBUG"):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where} (what was written before is kept; fix it and run "
+                       "the same command again to resume)", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: run the same command again to resume", err=True)
             sys.exit(130)
@@ -171,20 +178,23 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="kww2: also fit two KWW terms per pixel (maps tau1, tau2, ..., F-test of 2 terms against 1)")
 @click.option("--block-mb", type=click.FloatRange(0.01, None), default=160.0, show_default=True,
               help="size of one (time, y, x) block of the g2 stage: the unit of work and of resume")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path),
+              help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
+@click.option("--no-report", is_flag=True, help="do not write the report")
 @cluster_options(default="local")
 @click.option("--overwrite", is_flag=True, help="start over if the output or its stages belong to another run")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.pass_context
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
-        normalization, bad_frames, pool, pool_mode, model, block_mb, cluster, workers, threads, memory_limit, profile,
+        normalization, bad_frames, pool, pool_mode, model, block_mb, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
         profiles_file, local_directory, tls, host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> KWW fits -> a results DataTree (maps, /g2, /drift).
 
     Completed stages (and completed pixel blocks of an interrupted stage) are kept in OUTPUT.stages/ and
     skipped when the same command runs again.
     """
-    from .pipeline.run import check_run, run_pipeline
+    from .pipeline.run import check_run, default_report_dir, run_pipeline
 
     g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
                   "normalization": normalization, "bad_frames": bad_frames, "pool": pool, "pool_mode": pool_mode,
@@ -199,6 +209,11 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     check_run(series, output, **options)  # refuse before starting a cluster
     with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
         path = run_pipeline(series, output, progress=not quiet, **options)
+    if not no_report:
+        from .pipeline.report import write_report
+
+        report_dir = report_dir or default_report_dir(path)
+        click.echo(f"report: {write_report(path, report_dir)}", err=True)
     click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /g2, /drift)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -64,5 +65,7 @@ def test_run_from_the_command_line(series, tmp_path):
     tree = xr.open_datatree(out, engine="zarr")
     assert tree["g2"].attrs["n_bad_frames"] == 4 and tree["g2"].attrs["estimator"] == "fft"
     assert tree["drift"][S.SHIFT].shape == (600, 2)
+    summary = json.loads((tmp_path / "cli_report" / "summary.json").read_text())  # the report, next to the results
+    assert summary["n_ok"] == int((tree.to_dataset().status == 0).sum()) and summary["n_frames"] == 600
     r = subprocess.run(cmd[:-2] + ["--method", "multitau"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--overwrite" in r.stderr

@@ -85,6 +85,7 @@ def _maps2(packed, curves, kw, frame_time, series_s):
     ds["chi2"] = packed.isel(_out=14, drop=True).astype(np.float32)
     ds["chi2"].attrs["long_name"] = "reduced chi-square of the two-term fit"
     ds["n_iter"] = packed.isel(_out=15, drop=True).astype(np.int16)
+    ds["n_iter"].attrs["long_name"] = "Levenberg-Marquardt iterations"
     ds["status"] = packed.isel(_out=16, drop=True).astype(np.uint8)
     ds["status"].attrs.update({"long_name": "fit status", "flag_values": list(KW.FIT_STATUS2),
                                "flag_meanings": " ".join(v.replace(" ", "_") for v in KW.FIT_STATUS2.values())})
@@ -158,14 +159,14 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
     if model == S.MODEL_KWW2:
         kw["bounds"] = _bounds2(b)
         packed = xr.apply_ufunc(_fit2_block, curves, input_core_dims=[[S.LAG]], output_core_dims=[["_out"]],
-                                dask="parallelized", output_dtypes=[np.float64],
+                                dask="parallelized", output_dtypes=[np.float64], keep_attrs=False,
                                 dask_gufunc_kwargs={"output_sizes": {"_out": 20}}, kwargs=kw)
         ds = _maps2(packed, curves, kw, frame_time, series_s)
         ds.attrs.update({"g2_estimator": g2.attrs.get("estimator"), "g2_normalization": g2.attrs.get("normalization")})
         return ds
     n_out = 4 + 4 + 16 + 4
     packed = xr.apply_ufunc(_fit_block, curves, input_core_dims=[[S.LAG]], output_core_dims=[["_out"]],
-                            dask="parallelized", output_dtypes=[np.float64],
+                            dask="parallelized", output_dtypes=[np.float64], keep_attrs=False,
                             dask_gufunc_kwargs={"output_sizes": {"_out": n_out}}, kwargs=kw)
     names = KW.PARAMS
     ds = xr.Dataset(coords={S.Y: curves[S.Y], S.X: curves[S.X]})
@@ -180,6 +181,7 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
     ds["chi2"] = packed.isel(_out=24, drop=True).astype(np.float32)
     ds["chi2"].attrs["long_name"] = "reduced chi-square"
     ds["n_iter"] = packed.isel(_out=25, drop=True).astype(np.int16)
+    ds["n_iter"].attrs["long_name"] = "Levenberg-Marquardt iterations"
     status = packed.isel(_out=26, drop=True).astype(np.uint8)
     ds["status"] = status
     ds["status"].attrs.update({"long_name": "fit status", "flag_values": list(KW.FIT_STATUS),

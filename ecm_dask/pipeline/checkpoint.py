@@ -24,12 +24,19 @@ def checkpoint(output: str | os.PathLike, *, overwrite: bool = False):
             raise StoreError(f"{output} exists and is not a Zarr store; refusing to delete it")
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        yield partial
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(partial, output)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            yield partial
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(partial, output)
+    except StoreError:
+        raise
+    except OSError as err:
+        from .blocks import write_failed
+
+        raise write_failed(err, str(output)) from None
 
 
 def write_checkpoint(ds, output: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,

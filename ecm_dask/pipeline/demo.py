@@ -60,5 +60,8 @@ def run_demo(output: str | Path, params, *, overwrite: bool = False, progress: b
                      f"(truth: tau {true:7.2f} s, beta {true_beta:.2f})")
     lines.append(f"results: {results}  (xr.open_zarr: the maps; xr.open_datatree(..., engine='zarr'): "
                  "maps, /g2, /drift)")
+    from .report import write_report
+
+    lines.append(f"report: {write_report(results, output / 'report')} (figures and summary)")
     lines.append(f"demo output: {output.resolve()}")
     return "\n".join(lines)

@@ -315,6 +315,8 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     if out.exists() and not out.is_dir():
         raise StoreError(f"{out} exists and is not a folder; choose another output for the report")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed report
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         umask = os.umask(0)

@@ -26,6 +26,13 @@ def stage_dir(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".stages")
 
 
+def default_report_dir(output: str | os.PathLike) -> Path:
+    """Where ``ecm-dask run`` writes the report of ``output`` by default: ``results.zarr`` -> ``results_report``."""
+    output = Path(output)
+    stem = output.name[:-5] if output.name.endswith(".zarr") else output.name
+    return output.with_name(stem + "_report")
+
+
 def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, reference_roi=None,
                  roi_units: str = "pixel", drift: bool = True, max_shift: float | None = None, margin: int = 16,
                  g2_options: dict[str, Any] | None = None, fit_options: dict[str, Any] | None = None,

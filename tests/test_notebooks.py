@@ -14,5 +14,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.p
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("ECM_NOTEBOOK_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(path), run_name="__main__")
+    # not as __main__: worker processes of a LocalCluster are spawned and re-import __main__ (as Jupyter does
+    # not: its __main__ has no file)
+    runpy.run_path(str(path), run_name="__notebook__")
     assert any(tmp_path.iterdir()), "the notebook wrote nothing"

@@ -69,3 +69,24 @@ def test_run_from_the_command_line(series, tmp_path):
     assert summary["n_ok"] == int((tree.to_dataset().status == 0).sum()) and summary["n_frames"] == 600
     r = subprocess.run(cmd[:-2] + ["--method", "multitau"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--overwrite" in r.stderr
+
+
+def test_config_file_sets_options_and_flags_win(series, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("pool: 2\nmethod: fft\nbad-frames: 3,10-12\nfit:\n  weights: none\n  fixed: {beta: 1.0}\n")
+    out = tmp_path / "conf.zarr"
+    cmd = [sys.executable, "-m", "ecm_dask", "run", str(series), "-o", str(out), "--config", str(config),
+           "--method", "multitau", "--cluster", "threads", "--no-report", "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    tree = xr.open_datatree(out, engine="zarr")
+    cfg = tree.attrs["run_config"]
+    assert cfg["g2"]["pool"] == 2 and cfg["g2"]["method"] == "multitau"  # the flag wins over the file
+    assert cfg["g2"]["bad_frames"] == [3, 10, 11, 12] and cfg["fit"] == {"weights": "none", "fixed": {"beta": 1.0}}
+    maps = tree.to_dataset()
+    assert maps.tau.shape == (24, 32) and tree["g2"].attrs["estimator"] == "multitau"
+    ok = maps.status == 0
+    assert int(ok.sum()) > 100 and np.all(maps.beta.values[ok.values] == 1.0)  # beta fixed by the file
+    config.write_text("pool: 2\ncolour: blue\n")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "unknown option(s) ['colour']" in r.stderr

@@ -2,14 +2,15 @@
 
 Run:  .venv/bin/python benchmarks/bench_outofcore.py [--sizes-gb 1 2 4 8.6] [--workdir /tmp/ecm_bench_outofcore]
                                                       [--workers 2 --memory-limit 1GB] [--frames 4000] [--keep]
-Validate quickly:  ... --sizes-gb 0.2 0.4 --frames 1000
+Validate quickly:  ... --sizes-gb 0.2 0.4
 
 For each size (decimal GB of uint16 counts; frames fixed, the frame as square as possible) a series store is
 generated straight into Zarr: ``--source synth`` (default) the synthetic nanowire with ground truth
-(``ecm_dask.synth.write_synthetic_series``, rendered on a LocalCluster of the same workers with
-``--gen-memory-limit`` each), ``--source random`` random counts (``bench_g2._RandomCounts``, fast; no drift
+(``ecm_dask.synth.write_synthetic_series``, rendered on a LocalCluster of ``--workers`` workers
+with ``--gen-memory-limit`` each, or in this process with ``--gen-cluster threads``), ``--source random`` random counts (``bench_g2._RandomCounts``, fast; no drift
 stage, since noise has no static reference).  Generation time is reported apart.  Stores are reused by a rerun
-with the same parameters (a marker is written when one is complete).
+with the same parameters (a marker is written when one is complete); without --keep they are deleted after a
+successful run, after an error or Ctrl-C they are kept for the rerun (and a partial JSON is written).
 
 Then, on ONE LocalCluster of ``--workers`` single-threaded processes with ``--memory-limit`` each
 (``ecm_dask.cluster.connect("local", ...)``), the stages of ``ecm-dask run`` (drift -> g2 -> fit -> results,
@@ -210,17 +211,23 @@ def main(argv=None) -> dict:
                                      "px_frames_per_s": int(np.prod(shape)) / run["wall_s"]})
                 if not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
-    finally:
-        if not args.keep:
-            for _, _, path in plans:
-                shutil.rmtree(path, ignore_errors=True)
-                path.with_name(path.name + ".complete.json").unlink(missing_ok=True)
-                shutil.rmtree(path.with_name(path.name + ".render-tmp"), ignore_errors=True)
+    except BaseException:  # keep the generated stores: a rerun reuses them
+        _write_json(json_path, {**res, "incomplete": True})
+        print(f"\nstopped; partial results in {json_path}; stores in {workdir} are reused by a rerun", file=sys.stderr)
+        raise
+    if not args.keep:
+        for _, _, path in plans:
+            shutil.rmtree(path, ignore_errors=True)
+            path.with_name(path.name + ".complete.json").unlink(missing_ok=True)
     print_report(res)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(res, indent=2, default=float))
-    print(f"wrote {json_path}")
+    _write_json(json_path, res)
     return res
+
+
+def _write_json(path: Path, res: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=2, default=float))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""Smoke test of the large benchmarks (benchmarks/bench_realscale.py, bench_outofcore.py) at toy size, so they
+do not rot: each main() runs end to end and its JSON holds sensible numbers."""
+
+import json
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+@pytest.fixture
+def bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(BENCH)
+    yield
+    for name in ("bench_realscale", "bench_outofcore", "bench_g2", "_memory"):
+        sys.modules.pop(name, None)
+
+
+def test_realscale_toy(tmp_path, bench_path, capsys):
+    import bench_realscale
+
+    res = bench_realscale.main(["--frames", "200", "--ny", "48", "--nx", "64", "--subset", "4", "--cluster",
+                                "threads", "--gen-cluster", "threads", "--workdir", str(tmp_path), "--quiet"])
+    run = res["runs"]["threads"]
+    assert set(run["stages"]) == set(bench_realscale.STAGES)
+    assert all(s["wall_s"] > 0 and s["peak_tree_rss_mib"] > 50 for s in run["stages"].values())
+    # the synthetic drift (6, -10 px over the series) is recovered: the pipeline really ran on the TIFF input
+    assert run["accuracy"]["drift_rms_error_px"] < 0.2
+    assert run["accuracy"]["fit_ok_in_wire"] > 0.3 * run["accuracy"]["wire_pixels"]
+    assert res["loop"]["pixels"] == 4 and res["loop"]["extrapolated_g2_s"] > 0
+    assert json.loads((tmp_path / "bench_realscale.json").read_text())["runs"]["threads"]["total_s"] > 0
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "run-threads").exists()  # cleaned without --keep
+    assert "per-pixel loop" in capsys.readouterr().out
+
+
+def test_outofcore_toy(tmp_path, bench_path):
+    import bench_outofcore
+
+    res = bench_outofcore.main(["--sizes-gb", "0.002", "--frames", "200", "--workers", "1", "--source", "random",
+                                "--gen-cluster", "threads", "--workdir", str(tmp_path), "--quiet"])
+    (size,) = res["sizes"]
+    assert size["shape"][0] == 200 and abs(size["nbytes"] - 2e6) < 2e4
+    run = size["run"]
+    assert run["error"] is None and not run["restarted"]
+    assert set(run["stages"]) == {"g2", "fit", "results"}  # random counts: no drift stage
+    (peak,) = run["peak_worker_rss_mib"].values()
+    assert 50 < peak < 1000
+    assert json.loads((tmp_path / "bench_outofcore.json").read_text())["sizes"][0]["px_frames_per_s"] > 0

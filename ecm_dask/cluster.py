@@ -174,8 +174,9 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
         n, memory = default_local_workers(memory) if workers is None else (workers, memory or
                                                                             default_local_workers()[1])
         kwargs = dict(n_workers=n, threads_per_worker=threads, memory_limit=memory, processes=True,
-                      host=host, dashboard_address=f"{host}:0" if dashboard else None,
-                      local_directory=local_directory)
+                      host=host, dashboard_address=f"{host}:0", local_directory=local_directory)
+        if not dashboard:
+            kwargs["scheduler_kwargs"] = {"dashboard": False}
         if tls:
             from distributed.security import Security
 

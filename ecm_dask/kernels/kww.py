@@ -190,27 +190,32 @@ def default_bounds(lag) -> dict:
             "tau": (first, TAU_MAX_OVER_LAST_LAG * last), "beta": BETA_BOUNDS}
 
 
-def _bounds(t: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
-    b = default_bounds(t)
+def _bounds(t: np.ndarray, bounds, defaults: dict | None = None, names=PARAMS,
+            taus=(_TAU,)) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) arrays in the order of ``names``: ``defaults`` (default: :func:`default_bounds`) overridden by
+    ``bounds``; ``taus`` are the indices of the relaxation times (must be positive)."""
+    b = default_bounds(t) if defaults is None else dict(defaults)
     for key, value in (bounds or {}).items():
-        if key not in PARAMS:
-            raise ValueError(f"unknown parameter {key!r} in bounds; expected one of {PARAMS}")
+        if key not in names:
+            raise ValueError(f"unknown parameter {key!r} in bounds; expected one of {names}")
         lo, hi = value
         b[key] = (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
-    lo = np.array([b[k][0] for k in PARAMS], dtype=np.float64)
-    hi = np.array([b[k][1] for k in PARAMS], dtype=np.float64)
+    lo = np.array([b[k][0] for k in names], dtype=np.float64)
+    hi = np.array([b[k][1] for k in names], dtype=np.float64)
     if np.isfinite(t).any() and not (lo <= hi).all():
-        raise ValueError(f"bounds must have lo <= hi, got {dict(zip(PARAMS, zip(lo, hi)))}")
-    if lo[_TAU] < 0 or hi[_TAU] <= 0:
-        raise ValueError("tau bounds must be positive")
+        raise ValueError(f"bounds must have lo <= hi, got {dict(zip(names, zip(lo, hi)))}")
+    for j in taus:
+        if lo[j] < 0 or hi[j] <= 0:
+            raise ValueError("tau bounds must be positive")
     return lo, hi
 
 
-def _fixed(fixed, baseline, n: int) -> dict:
+def _fixed(fixed, baseline, n: int, names=PARAMS, taus=("tau",)) -> dict:
+    """Per-pixel values of the fixed parameters (``fixed`` and the ``baseline`` option), checked."""
     out = {}
     for key, value in (fixed or {}).items():
-        if key not in PARAMS:
-            raise ValueError(f"unknown parameter {key!r} in fixed; expected one of {PARAMS}")
+        if key not in names:
+            raise ValueError(f"unknown parameter {key!r} in fixed; expected one of {names}")
         out[key] = _per_pixel(value, n, f"fixed[{key!r}]")
     if isinstance(baseline, str):
         if baseline == "fixed":
@@ -225,8 +230,9 @@ def _fixed(fixed, baseline, n: int) -> dict:
         if "baseline" in out and not np.allclose(out["baseline"], value):
             raise ValueError("baseline is fixed twice with different values (baseline= and fixed=)")
         out["baseline"] = np.full(n, value)
-    if "tau" in out and not (out["tau"][np.isfinite(out["tau"])] > 0).all():
-        raise ValueError("a fixed tau must be > 0")
+    for key in taus:
+        if key in out and not (out[key][np.isfinite(out[key])] > 0).all():
+            raise ValueError("a fixed tau must be > 0")
     return out
 
 
@@ -249,6 +255,20 @@ def _weights(sigma, pairs, y: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.ones((1, n_lag)), False
 
 
+def _convergence_status(p, free, lo, hi, converged, rtol: float) -> np.ndarray:
+    """Status codes from the solver alone: ok, not converged, or a free parameter within ``rtol`` of a bound."""
+    status = np.full(p.shape[0], FIT_OK, dtype=np.uint8)
+    status[~np.asarray(converged, dtype=bool)] = FIT_NOT_CONVERGED
+    near = np.zeros(p.shape[0], dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for j in np.flatnonzero(free):
+            for b in (lo[j], hi[j]):
+                if np.isfinite(b):
+                    near |= np.abs(p[:, j] - b) <= rtol * abs(b)
+    status[near] = FIT_AT_BOUND
+    return status
+
+
 def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contrast0, converged,
             bound_rtol=BOUND_RTOL):
     """Status codes from fit results (vectorised; the precedence of the module docstring).
@@ -260,16 +280,9 @@ def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contras
     """
     n = params.shape[0]
     n_free = int(np.count_nonzero(free))
-    status = np.full(n, FIT_OK, dtype=np.uint8)
     p = params
+    status = _convergence_status(p, free, lo, hi, converged, bound_rtol)
     with np.errstate(invalid="ignore"):
-        status[~np.asarray(converged, dtype=bool)] = FIT_NOT_CONVERGED
-        near = np.zeros(n, dtype=bool)
-        for j in np.flatnonzero(free):
-            for b in (lo[j], hi[j]):
-                if np.isfinite(b):
-                    near |= np.abs(p[:, j] - b) <= bound_rtol * abs(b)
-        status[near] = FIT_AT_BOUND
         no_decay = np.zeros(n, dtype=bool)
         if free[_TAU]:
             no_decay |= p[:, _TAU] > lag_last

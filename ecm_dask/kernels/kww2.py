@@ -174,37 +174,11 @@ def default_bounds2(lag) -> dict:
 
 
 def _bounds2(t: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
-    b = default_bounds2(t)
-    for key, value in (bounds or {}).items():
-        if key not in PARAMS2:
-            raise ValueError(f"unknown parameter {key!r} in bounds; expected one of {PARAMS2}")
-        lo, hi = value
-        b[key] = (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
-    lo = np.array([b[k][0] for k in PARAMS2], dtype=np.float64)
-    hi = np.array([b[k][1] for k in PARAMS2], dtype=np.float64)
-    if np.isfinite(t).any() and not (lo <= hi).all():
-        raise ValueError(f"bounds must have lo <= hi, got {dict(zip(PARAMS2, zip(lo, hi)))}")
-    for j in _TAUS:
-        if lo[j] < 0 or hi[j] <= 0:
-            raise ValueError("tau bounds must be positive")
-    return lo, hi
+    return _k._bounds(t, bounds, default_bounds2(t), PARAMS2, _TAUS)
 
 
 def _fixed2(fixed, baseline, n: int) -> dict:
-    out = {}
-    for key, value in (fixed or {}).items():
-        if key not in PARAMS2:
-            raise ValueError(f"unknown parameter {key!r} in fixed; expected one of {PARAMS2}")
-        out[key] = _k._per_pixel(value, n, f"fixed[{key!r}]")
-    base = _k._fixed(None, baseline, n).get("baseline")  # same parsing of baseline= as fit_kww
-    if base is not None:
-        if "baseline" in out and not np.allclose(out["baseline"], base):
-            raise ValueError("baseline is fixed twice with different values (baseline= and fixed=)")
-        out["baseline"] = base
-    for key in ("tau1", "tau2"):
-        if key in out and not (out[key][np.isfinite(out[key])] > 0).all():
-            raise ValueError("a fixed tau must be > 0")
-    return out
+    return _k._fixed(fixed, baseline, n, PARAMS2, ("tau1", "tau2"))
 
 
 def starts_from_single(single: np.ndarray) -> np.ndarray:
@@ -249,17 +223,9 @@ def components_separable(params, errors, lag, fixed=()) -> np.ndarray:
 
 def _status2(params, errors, cov, n_points, free, lo, hi, lag_first, lag_last, contrast0, converged, supported,
              single_status):
-    n = params.shape[0]
     p = params
-    status = np.full(n, FIT_OK, dtype=np.uint8)
+    status = _k._convergence_status(p, free, lo, hi, converged, BOUND_RTOL)
     with np.errstate(invalid="ignore"):
-        status[~np.asarray(converged, dtype=bool)] = FIT_NOT_CONVERGED
-        near = np.zeros(n, dtype=bool)
-        for j in np.flatnonzero(free):
-            for b in (lo[j], hi[j]):
-                if np.isfinite(b):
-                    near |= np.abs(p[:, j] - b) <= BOUND_RTOL * abs(b)
-        status[near] = FIT_AT_BOUND
         for j in _TAUS:
             if free[j]:
                 status[p[:, j] <= lag_first * (1.0 + BOUND_RTOL)] = FIT_TOO_FAST

@@ -112,13 +112,10 @@ def write_blocks(ds, output: str | os.PathLike, *, key: str | None, dims=(S.Y, S
     import dask
 
     from ..compute import run
+    from .checkpoint import check_replaceable
 
     output = Path(output)
-    if output.exists():
-        if not overwrite:
-            raise StoreError(f"{output} exists; use --overwrite to replace it")
-        if not (output / "zarr.json").is_file():
-            raise StoreError(f"{output} exists and is not a Zarr store; refusing to delete it")
+    check_replaceable(output, overwrite)
     partial = output.with_name(output.name + ".partial")
     ds = ds.copy()
     for name, var in ds.data_vars.items():  # one chunk along every other dim: one task per pixel block

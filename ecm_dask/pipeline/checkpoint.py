@@ -12,16 +12,21 @@ from pathlib import Path
 from ..errors import StoreError
 
 
-@contextmanager
-def checkpoint(output: str | os.PathLike, *, overwrite: bool = False):
-    """Yield the ``.partial`` path to write; on success it replaces ``output`` (refused if it exists unless
-    ``overwrite``; something that is not a Zarr store is never deleted)."""
-    output = Path(output)
+def check_replaceable(output: Path, overwrite: bool) -> None:
+    """Refuse an existing ``output`` unless ``overwrite``, and never one that is not a Zarr store."""
     if output.exists():
         if not overwrite:
             raise StoreError(f"{output} exists; use --overwrite to replace it")
         if not (output / "zarr.json").is_file():
             raise StoreError(f"{output} exists and is not a Zarr store; refusing to delete it")
+
+
+@contextmanager
+def checkpoint(output: str | os.PathLike, *, overwrite: bool = False):
+    """Yield the ``.partial`` path to write; on success it replaces ``output`` (refused if it exists unless
+    ``overwrite``; something that is not a Zarr store is never deleted)."""
+    output = Path(output)
+    check_replaceable(output, overwrite)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -31,3 +31,7 @@ class ValidationError(EcmError, ValueError):
 
 class StoreError(EcmError, OSError):
     """A store cannot be created, written or resumed (exists, incomplete, belongs to other input...)."""
+
+
+class ParameterError(EcmError, ValueError):
+    """An analysis option (ROI, lag range, bad frames, pooling...) is invalid for the series at hand."""

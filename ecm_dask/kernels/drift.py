@@ -75,6 +75,18 @@ def _check_max_shift(max_shift) -> tuple[float, float] | None:
     return float(m[0]), float(m[1])
 
 
+def _has_contrast(img: np.ndarray) -> bool:
+    """False for a constant (or all-zero) image: it carries no phase to register."""
+    return bool(img.size) and float(img.max() - img.min()) > 1e-12 * float(np.abs(img).max())
+
+
+def _scaled(img: np.ndarray) -> np.ndarray:
+    """``img`` divided by its largest magnitude (phase correlation is scale free; keeps products of spectra
+    of counts near 1e300 or 1e-300 from overflowing)."""
+    top = float(np.abs(img).max()) if img.size else 0.0
+    return img / top if top > 0 else img
+
+
 def _spectrum(img: np.ndarray, kind: str | None, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """FFT of the image minus its window-weighted mean, times the window shifted by ``shift``."""
     wy = _window1d(img.shape[0], kind, shift[0])
@@ -230,6 +242,10 @@ def phase_correlation(reference, image, *, upsample: int = 20, window: str | Non
     _check_window(window)
     upsample = _check_upsample(upsample)
     ms = _check_max_shift(max_shift)
+    for name, a in (("reference", ref), ("image", img)):
+        if not _has_contrast(a):
+            raise ValueError(f"{name} is constant (value {a.flat[0]:g}): it has no contrast to register")
+    ref, img = _scaled(ref), _scaled(img)
     h, w = ref.shape
     r = _cross_power(_spectrum(ref, window), _spectrum(img, window), _weights(ref.shape))
     dy, dx, pk = _locate(r, _coarse_peak(r, ms), upsample, ms)
@@ -267,7 +283,11 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
     f_ref = _spectrum(ref, window)
     out = np.empty((n_t, 2))
     peaks = np.empty(n_t)
+    flat = np.array([not _has_contrast(frames[t]) for t in range(n_t)])
     for t in range(n_t):
+        if flat[t]:  # nothing to register: no estimate (peak 0, flagged by clean_shifts)
+            out[t], peaks[t] = 0.0, 0.0
+            continue
         r = _cross_power(f_ref, _spectrum(frames[t], window), weights)
         dy, dx, pk = _locate(r, _coarse_peak(r, max_shift), upsample, max_shift)
         out[t] = dy, dx
@@ -279,7 +299,7 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
         return out, peaks  # not enough margin for a tracked window
     weights_i = _weights((ih, iw))
     f_ref_i = _spectrum(ref[my:my + ih, mx:mx + iw], window)
-    for t in range(n_t):
+    for t in np.flatnonzero(~flat):
         y0, x0 = my + n_int[t, 0], mx + n_int[t, 1]
         crop = frames[t, y0:y0 + ih, x0:x0 + iw]
         fy, fx, pk = _refine_tracked(f_ref_i, crop, (out[t, 0] - n_int[t, 0], out[t, 1] - n_int[t, 1]),
@@ -318,7 +338,8 @@ def estimate_shifts(frames, *, reference: str = "first", n_ref: int = 10, upsamp
         ``(dy, dx)`` per frame in the convention of :mod:`ecm_dask.kernels.shift`; ``shifts[0]`` is
         exactly 0 (the estimate of frame 0 is subtracted from all frames).
     peaks : (T,) float64
-        Normalised phase-correlation peak heights (quality, in [0, 1]).
+        Normalised phase-correlation peak heights (quality, in [0, 1]); a frame without contrast
+        (constant, e.g. beam blanked) gets peak 0 and shift 0, and :func:`clean_shifts` flags it.
 
     Notes
     -----
@@ -347,9 +368,13 @@ def estimate_shifts(frames, *, reference: str = "first", n_ref: int = 10, upsamp
     f = f.astype(np.float64, copy=False)
     if not np.isfinite(f).all():
         raise ValueError("frames must be finite (no NaN/inf)")
+    f = _scaled(f)
 
     kw = dict(upsample=upsample, window=window, max_shift=ms)
     ref = f[0] if reference == "first" else f[:min(int(n_ref), n_t)].mean(axis=0)
+    if not _has_contrast(ref):
+        raise ValueError(f"the reference ({'frame 0' if reference == 'first' else f'mean of the first {n_ref} frames'})"
+                         " is constant: it has no contrast to register; choose a textured region")
     shifts, peaks = _shifts_against(ref, f, **kw)
     shifts -= shifts[0].copy()
     if reference == "iterative":
@@ -378,7 +403,8 @@ def clean_shifts(shifts, peaks, *, min_peak: float | None = None, max_jump: floa
         Phase-correlation peak heights of those estimates.
     min_peak : float, optional
         Frames with ``peak < min_peak`` are outliers.  Default ``median(peaks) - 5 * MAD(peaks)``
-        (MAD scaled by 1.4826 to a Gaussian standard deviation).
+        (MAD scaled by 1.4826 to a Gaussian standard deviation).  A peak <= 0 (no correlation at all,
+        e.g. a constant frame) is always an outlier.
     max_jump : float, optional
         Frames whose shift differs (on either axis) from the running median over 5 frames by more
         than this are outliers.  Default: per axis, ``5 * MAD`` of the first differences (scaled as
@@ -421,7 +447,7 @@ def clean_shifts(shifts, peaks, *, min_peak: float | None = None, max_jump: floa
     if n_t < 3:
         return out, bad
     thr_peak = float(np.median(pk) - 5.0 * _mad(pk)) if min_peak is None else float(min_peak)
-    bad |= pk < thr_peak
+    bad |= (pk < thr_peak) | (pk <= 0)
     local = ndimage.median_filter(s, size=(5, 1), mode="nearest")
     if max_jump is None:
         d = np.diff(s, axis=0)

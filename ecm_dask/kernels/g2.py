@@ -29,9 +29,13 @@ Lag 0 (``g2_lag0``) is returned separately: it carries shot noise and is never f
 
 Pixel status
 ------------
-``PIXEL_OK``; ``PIXEL_NONFINITE`` (NaN/inf in a valid frame: dead pixel); ``PIXEL_SATURATED`` (a valid
-frame at or above ``saturation``); ``PIXEL_DARK`` (mean intensity <= 0).  g2 is NaN for every pixel that
-is not ``PIXEL_OK``.
+``PIXEL_OK``; ``PIXEL_NONFINITE`` (NaN/inf in a valid frame: dead pixel; also a pixel whose g2 is not
+representable, e.g. float64 counts beyond ~1e150 whose products overflow); ``PIXEL_SATURATED`` (a valid
+frame at or above ``saturation``); ``PIXEL_DARK`` (mean intensity <= 0 over the valid frames, or, with the
+symmetric normalisation, a mean <= 0 over one of the two windows of a lag point that has frame pairs: g2
+is undefined there, e.g. a pixel that stays at 0 except in its last frames).  g2 is NaN for every pixel
+that is not ``PIXEL_OK``, and for every pixel at lag points without a valid frame pair (``pairs == 0``,
+possible with a ``frame_mask``); it is finite everywhere else.
 """
 
 from __future__ import annotations
@@ -158,6 +162,8 @@ def _multitau_block(xt: np.ndarray, w: np.ndarray, lags: MultiTauLags, normaliza
 
     n_t, n_p = xt.shape
     n_ch = lags.lag.size
+    if n_p == 0:
+        return np.empty((0, n_ch)), np.empty(0), _level_weights(w, lags)[0], np.empty(0, np.uint8), np.empty(0)
     m, n_levels = lags.m, max(lags.n_levels, 1)
     driver = driver_for(m)
     pairs, w_first, w_last, w_tot = _level_weights(w, lags)
@@ -187,22 +193,26 @@ def _multitau_block(xt: np.ndarray, w: np.ndarray, lags: MultiTauLags, normaliza
                 first = (tot - tail[:n, lags.level, lags.k].T) / w_first[:, None]
                 last = (tot - head[:n, lags.level, lags.k].T) / w_last[:, None]
                 den = first * last
+                # a window without intensity (at a lag point with pairs): g2 undefined
+                empty = ((~(first > 0) | ~(last > 0)) & (pairs > 0)[:, None]).any(axis=0)
             else:
                 den = (m0 * m0)[None, :]
+                empty = np.zeros(n, dtype=bool)
             out[p0:p1] = (corr / den).T
             lag0[p0:p1] = (sum2 / w_tot[0]) / (m0 * m0)
         mean[p0:p1] = m0
         st = status[p0:p1]
         if saturation is not None:
             st[maxval[:n] >= saturation] = PIXEL_SATURATED
-        st[~(m0 > 0)] = PIXEL_DARK
+        st[~(m0 > 0) | empty] = PIXEL_DARK
         st[~np.isfinite(tot0) | ~np.isfinite(sum2)] = PIXEL_NONFINITE
     return out, lag0, pairs, status, mean
 
 
 # -------------------------------------------------------------------------------------------- fft
 def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
-    """Binned g2 (P, n_bins) from exact linear lags, and pairs per bin."""
+    """Binned g2 (P, n_bins) from exact linear lags, lag 0 (P,), pairs per bin, mean lag per bin, and (P,)
+    True where a window mean of the symmetric normalisation is <= 0 at a lag with pairs."""
     n_p, n_t = x.shape
     max_lag = bins.max_lag
     nfft = sfft.next_fast_len(n_t + max_lag, real=True)
@@ -217,6 +227,7 @@ def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
     pairs_bin = np.bincount(which, weights=pairs_k, minlength=bins.lag.size)
     out = np.empty((n_p, bins.lag.size))
     lag0 = np.empty(n_p)
+    empty = np.zeros(n_p, dtype=bool)
     valid = w > 0
     chunk = max(1, min(PIXEL_CHUNK, (64 << 20) // (nfft * 16)))
     for p0 in range(0, n_p, chunk):
@@ -230,7 +241,10 @@ def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
         with np.errstate(divide="ignore", invalid="ignore"):
             corr = num / pairs_k
             if normalization == "symmetric":
-                den = (cx[:, n_t - lags] / w_first) * ((cx[:, n_t:n_t + 1] - cx[:, lags]) / w_last)
+                first = cx[:, n_t - lags] / w_first
+                last = (cx[:, n_t:n_t + 1] - cx[:, lags]) / w_last
+                den = first * last
+                empty[p0:p1] = ((~(first > 0) | ~(last > 0)) & (pairs_k > 0)).any(axis=-1)
             else:
                 m0 = cx[:, n_t] / cw[n_t]
                 den = (m0 * m0)[:, None]
@@ -241,7 +255,7 @@ def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
     with np.errstate(divide="ignore", invalid="ignore"):
         out /= pairs_bin
     lag = np.bincount(which, weights=pairs_k * lags, minlength=bins.lag.size) / pairs_bin
-    return out, lag0, pairs_bin, np.where(pairs_bin > 0, lag, bins.lag)
+    return out, lag0, pairs_bin, np.where(pairs_bin > 0, lag, bins.lag), empty
 
 
 # ---------------------------------------------------------------------------------------- the API
@@ -288,15 +302,26 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
         status, mean = pixel_status(x, w, saturation)
         ok = status == PIXEL_OK
         xo = x if ok.all() else (x[ok] if ok.any() else np.ones((1, n_t)))
-        vals, vals0, pairs, lag = _fft_block(xo, w, grid, normalization)
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd float64 counts: flagged below
+            vals, vals0, pairs, lag, empty = _fft_block(xo, w, grid, normalization)
+        if empty.any():
+            status[np.flatnonzero(ok)[empty] if not ok.all() else empty] = PIXEL_DARK
         if not ok.all():  # scatter back to all pixels
             full = np.full((x.shape[0], vals.shape[1]), np.nan)
             full0 = np.full(x.shape[0], np.nan)
             if ok.any():
                 full[ok], full0[ok] = vals, vals0
             vals, vals0 = full, full0
-    out = np.where(ok[:, None], vals, np.nan).astype(np.float32)
-    lag0 = np.where(ok, vals0, np.nan).astype(np.float32)
+    ok = status == PIXEL_OK
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.where(ok[:, None], vals, np.nan).astype(np.float32)
+        lag0 = np.where(ok, vals0, np.nan).astype(np.float32)
+    # overflow of the float64 sums or of the float32 output (absurd float64 counts): not a number to report
+    unrepresentable = ok & (~np.isfinite(out[:, np.asarray(pairs) > 0]).any(axis=1) | ~np.isfinite(lag0))
+    if unrepresentable.any():
+        status[unrepresentable] = PIXEL_NONFINITE
+        out[unrepresentable] = np.nan
+        lag0[unrepresentable] = np.nan
     return G2Result(g2=out.reshape(*pix_shape, lag.size), g2_lag0=lag0.reshape(pix_shape), lag=np.asarray(lag),
                     pairs=np.asarray(pairs, dtype=np.float64), mean=mean.reshape(pix_shape),
                     status=status.reshape(pix_shape))

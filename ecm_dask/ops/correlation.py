@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import schema as S
+from ..errors import ParameterError
 from ..kernels import g2 as K
 from ..kernels.lags import default_max_lag
 from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
@@ -216,14 +217,21 @@ def _frame_mask(bad_frames, n_t: int):
     b = np.asarray(getattr(bad_frames, "values", bad_frames))
     if b.dtype == bool:
         if b.shape != (n_t,):
-            raise ValueError(f"bad_frames as a boolean mask needs one entry per frame ({n_t}), got {b.shape}")
+            raise ParameterError(f"bad_frames as a boolean mask needs one entry per frame ({n_t}), got {b.shape}")
+        _check_mask(~b, n_t)
         return ~b
     idx = b.astype(np.int64).ravel()
     if idx.size and (idx.min() < 0 or idx.max() >= n_t):
-        raise ValueError(f"bad_frames holds frame indices outside 0..{n_t - 1}: {idx[(idx < 0) | (idx >= n_t)][:5]}")
+        raise ParameterError(f"bad_frames holds frame indices outside 0..{n_t - 1}: {idx[(idx < 0) | (idx >= n_t)][:5]}")
     mask = np.ones(n_t, dtype=bool)
     mask[idx] = False
+    _check_mask(mask, n_t)
     return mask
+
+
+def _check_mask(mask, n_t: int) -> None:
+    if mask is not None and int(mask.sum()) < 2:
+        raise ParameterError(f"bad_frames leaves {int(mask.sum())} of {n_t} frames; a correlation needs at least 2")
 
 
 def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, max_lag: float | None = None,
@@ -257,12 +265,12 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     intensity, frame_time = _as_intensity(series)
     n_t, ny, nx = intensity.shape
     if pool < 1 or int(pool) != pool:
-        raise ValueError(f"pool must be a whole number >= 1, got {pool}")
+        raise ParameterError(f"pool must be a whole number >= 1, got {pool}")
     if pool_mode not in ("average", "sum"):
-        raise ValueError(f"pool_mode must be 'average' or 'sum', got {pool_mode!r}")
+        raise ParameterError(f"pool_mode must be 'average' or 'sum', got {pool_mode!r}")
     max_lag_frames = default_max_lag(n_t) if max_lag is None else int(math.floor(max_lag / frame_time + 1e-9))
     if not 1 <= max_lag_frames <= n_t - 1:
-        raise ValueError(f"max_lag = {max_lag} s is {max_lag_frames} frames; it must be between 1 and {n_t - 1} "
+        raise ParameterError(f"max_lag = {max_lag} s is {max_lag_frames} frames; it must be between 1 and {n_t - 1} "
                          f"frames ({frame_time:g} s each)")
     mask = _frame_mask(bad_frames, n_t)
     if needs_relayout(intensity.data):

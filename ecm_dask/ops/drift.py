@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema as S
+from ..errors import ParameterError
 from ..kernels import drift as KD
 from .correlation import _as_intensity
 from .regions import parse_roi
@@ -50,9 +51,9 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     y0, y1, x0, x1 = parse_roi(roi, intensity, units)
     if max_shift is not None:
         if max_shift <= 0:
-            raise ValueError(f"max_shift must be positive, got {max_shift}")
+            raise ParameterError(f"max_shift must be positive, got {max_shift}")
         if min(y1 - y0, x1 - x0) < 2 * max_shift:
-            raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} is {y1 - y0} x {x1 - x0} pixels, smaller than twice "
+            raise ParameterError(f"reference ROI {y0}:{y1},{x0}:{x1} is {y1 - y0} x {x1 - x0} pixels, smaller than twice "
                              f"the maximum shift ({max_shift:g} px); choose a larger region or a smaller max_shift")
     m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
     ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
@@ -62,17 +63,20 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     shot = max(float(ref.mean()), 1e-12) / n_ref
     excess = float(ref.var()) / shot
     if not np.isfinite(excess) or excess < MIN_EXCESS_VARIANCE:
-        raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} has no contrast beyond shot noise (spatial variance "
+        raise ParameterError(f"reference ROI {y0}:{y1},{x0}:{x1} has no contrast beyond shot noise (spatial variance "
                          f"{excess:.2g}x the Poisson level); nothing to register: choose a textured static region "
                          "such as a crystallised chunk (ecm_dask.kernels.drift.suggest_reference proposes one)")
-    shifts, peaks = KD.estimate_shifts(frames, reference=reference, upsample=upsample, window=window,
-                                       max_shift=max_shift)
+    try:
+        shifts, peaks = KD.estimate_shifts(frames, reference=reference, upsample=upsample, window=window,
+                                           max_shift=max_shift)
+    except ValueError as exc:  # an option or a region the kernel cannot work with: name the ROI
+        raise ParameterError(f"drift with reference ROI {y0}:{y1},{x0}:{x1}: {exc}") from None
     cleaned, outliers = KD.clean_shifts(shifts, peaks, smooth=smooth)
     if max_shift is not None:
         big = np.flatnonzero(np.abs(cleaned).max(axis=1) > max_shift)
         if big.size:
             t = int(big[0])
-            raise ValueError(f"frame {t}: estimated drift ({cleaned[t, 0]:+.2f}, {cleaned[t, 1]:+.2f}) px exceeds "
+            raise ParameterError(f"frame {t}: estimated drift ({cleaned[t, 0]:+.2f}, {cleaned[t, 1]:+.2f}) px exceeds "
                              f"max_shift = {max_shift:g} px; raise max_shift if the sample really moved that far")
     px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
     coords = {S.TIME: intensity[S.TIME], S.AXIS: [S.Y, S.X]}

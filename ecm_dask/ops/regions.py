@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import schema as S
+from ..errors import ParameterError
 from ..kernels import regions as KR
 from ..kernels import stationarity as KS
 from ..kernels import twotime as KT
@@ -21,7 +22,7 @@ def parse_roi(roi, intensity, units: str = "pixel") -> tuple[int, int, int, int]
             ys, xs = roi.split(",")
             (y0, y1), (x0, x1) = (tuple(float(v) for v in part.split(":")) for part in (ys, xs))
         except ValueError:
-            raise ValueError(f"reference ROI {roi!r} must look like 'Y0:Y1,X0:X1'") from None
+            raise ParameterError(f"reference ROI {roi!r} must look like 'Y0:Y1,X0:X1'") from None
         roi = (y0, y1, x0, x1)
     if isinstance(roi, dict):
         ys, xs = roi.get(S.Y, slice(None)), roi.get(S.X, slice(None))
@@ -31,19 +32,19 @@ def parse_roi(roi, intensity, units: str = "pixel") -> tuple[int, int, int, int]
         ix = np.flatnonzero((xv >= (xs.start if xs.start is not None else -np.inf))
                             & (xv <= (xs.stop if xs.stop is not None else np.inf)))
         if not iy.size or not ix.size:
-            raise ValueError(f"reference ROI {roi} selects no pixel")
+            raise ParameterError(f"reference ROI {roi} selects no pixel")
         return int(iy[0]), int(iy[-1]) + 1, int(ix[0]), int(ix[-1]) + 1
     if len(roi) != 4:
-        raise ValueError(f"reference ROI must be (y0, y1, x0, x1), got {roi!r}")
+        raise ParameterError(f"reference ROI must be (y0, y1, x0, x1), got {roi!r}")
     vals = [float(v) for v in roi]
     if units == "nm":
         px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
         vals = [v / px for v in vals]
     elif units != "pixel":
-        raise ValueError(f"ROI units must be 'pixel' or 'nm', got {units!r}")
+        raise ParameterError(f"ROI units must be 'pixel' or 'nm', got {units!r}")
     y0, y1, x0, x1 = (int(round(v)) for v in vals)
     if not (0 <= y0 < y1 <= ny and 0 <= x0 < x1 <= nx):
-        raise ValueError(f"reference ROI {y0}:{y1},{x0}:{x1} (pixels) is not inside the frame of {ny} x {nx} pixels")
+        raise ParameterError(f"reference ROI {y0}:{y1},{x0}:{x1} (pixels) is not inside the frame of {ny} x {nx} pixels")
     return y0, y1, x0, x1
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema as S
+from ..errors import ParameterError
 from .checkpoint import write_checkpoint
 
 #: frames used to suggest a reference region automatically (little drift accumulates over them)
@@ -15,8 +16,14 @@ SUGGEST_FRAMES = 400
 
 def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int, int]:
     """A bright, static, textured region from the mean and variance of the first frames."""
+    from ..kernels import drift as KD
     from ..kernels.drift import suggest_reference
 
+    ny, nx = series.sizes[S.Y], series.sizes[S.X]
+    if min(ny, nx) < KD.MIN_SIZE:
+        raise ParameterError(f"frames of {ny} x {nx} pixels are too small to estimate drift (at least "
+                             f"{KD.MIN_SIZE} x {KD.MIN_SIZE}); run without drift correction (--no-drift)")
+    size = (min(size[0], ny), min(size[1], nx))  # small frames: the whole frame at most
     head = series[S.INTENSITY].isel({S.TIME: slice(0, min(SUGGEST_FRAMES, series.sizes[S.TIME]))}).astype("float64")
     return suggest_reference(head.mean(S.TIME).values, head.var(S.TIME).values, size=size)
 

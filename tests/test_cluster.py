@@ -120,12 +120,15 @@ class CommandLineCluster:
         dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
         self.scheduler = self._start(dask_cli + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address",
                                                  "127.0.0.1:0", "--scheduler-file", str(self.file)], "scheduler")
-        deadline = time.time() + 60
-        while not self.file.exists() and time.time() < deadline:
-            time.sleep(0.1)
         import json
 
-        self.address = json.loads(self.file.read_text())["address"]
+        deadline, self.address = time.time() + 60, None
+        while self.address is None and time.time() < deadline:  # the file appears before it is written
+            try:
+                self.address = json.loads(self.file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
+        assert self.address, f"dask scheduler did not start: {(directory / 'scheduler.log').read_text()}"
         self.workers = [self._start([sys.executable, "-m", "distributed.cli.dask_worker", self.address,
                                      "--nthreads", "1", "--memory-limit", "1GB", "--host", "127.0.0.1",
                                      "--local-directory", str(directory / f"w{i}")], f"worker{i}")

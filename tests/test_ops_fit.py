@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy.optimize import curve_fit
+from scipy.special import gamma
 
 from ecm_dask import schema as S
 from ecm_dask.kernels import kww as KW
@@ -73,9 +74,10 @@ def test_labelled_maps_have_units_flags_and_equal_the_kernel(wire):
                      bounds={"tau": (p.frame_time_s, 10 * series), "beta": (0.1, 2.5)})
     np.testing.assert_allclose(maps.tau.values[:8, :8].ravel(), ref.params[:, 2], rtol=1e-5, equal_nan=True)
     np.testing.assert_array_equal(maps.status.values[:8, :8].ravel(), ref.status)
-    # quality flags follow the literature rules exactly
+    # quality flags follow the rules exactly: series >= 40 mean relaxation times, frames <= 0.1 tau apart
     tau = maps.tau.values
-    expect = (np.where(series < 40 * tau, QUALITY_SHORT_SERIES, 0)
+    tau_mean = tau * gamma(1.0 / maps.beta.values) / maps.beta.values
+    expect = (np.where(series < 40 * tau_mean, QUALITY_SHORT_SERIES, 0)
               + np.where(p.frame_time_s > 0.1 * tau, QUALITY_UNDERSAMPLED, 0))
     ok = np.isfinite(tau)
     np.testing.assert_array_equal(maps.quality.values[ok], expect[ok])

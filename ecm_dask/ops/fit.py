@@ -14,12 +14,14 @@ from ..kernels import kww2 as KW2
 
 PARAM = S.PARAM
 PARAM2 = "param2"
-#: literature reliability rules: a series should last >= 40 tau, frames should be <= 0.1 tau apart
+#: reliability rules: a series should last >= 40 mean relaxation times <tau> = tau Gamma(1/beta) / beta (the
+#: literature's 40 tau for beta = 1; a stretched decay needs longer: per-pixel fits of series of 50 tau are
+#: ~18 % low at beta = 0.4-0.65, see docs/bias.md), frames should be <= 0.1 tau apart
 MIN_TAUS_IN_SERIES = 40.0
 MAX_FRAME_OVER_TAU = 0.1
 QUALITY_SHORT_SERIES = 1
 QUALITY_UNDERSAMPLED = 2
-QUALITY_FLAGS = {QUALITY_SHORT_SERIES: "series_shorter_than_40_tau",
+QUALITY_FLAGS = {QUALITY_SHORT_SERIES: "series_shorter_than_40_mean_tau",
                  QUALITY_UNDERSAMPLED: "frame_time_longer_than_0.1_tau"}
 #: lag points averaged (running mean) before the model-free 1/e^2 crossing is searched.  1 (none) by
 #: default: multi-tau channels already average 2**level frames, and on the synthetic wire extra smoothing
@@ -126,7 +128,7 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
     Returns
     -------
     Dataset on (y, x): ``tau`` (s), ``beta``, ``contrast``, ``baseline``, their ``*_err``, ``chi2`` (reduced),
-    ``n_iter``, ``status`` (fit status codes), ``quality`` (bit flags: series < 40 tau, frame time > 0.1 tau),
+    ``n_iter``, ``status`` (fit status codes), ``quality`` (bit flags: series < 40 <tau> = 40 tau Gamma(1/beta)/beta, frame time > 0.1 tau),
     ``tau_model_free`` (s; where g2 falls to 1/e^2 of its initial contrast) and ``covariance (y, x, param, param2)``.
     Pixels whose g2 is NaN (dead, saturated, out of view) get NaN maps and status ``bad input``.
 
@@ -191,7 +193,8 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
                                        "long_name": "time for the smoothed g2 - baseline to fall to 1/e^2 of its "
                                                     "initial contrast (no model)"})
     tau = ds["tau"]
-    quality = (xr.where(series_s < MIN_TAUS_IN_SERIES * tau, QUALITY_SHORT_SERIES, 0)
+    tau_mean = xr.apply_ufunc(KW.mean_tau, tau, ds["beta"], dask="parallelized", output_dtypes=[np.float64])
+    quality = (xr.where(series_s < MIN_TAUS_IN_SERIES * tau_mean, QUALITY_SHORT_SERIES, 0)
                + xr.where(frame_time > MAX_FRAME_OVER_TAU * tau, QUALITY_UNDERSAMPLED, 0))
     ds["quality"] = quality.where(np.isfinite(tau), 0).astype(np.uint8)
     ds["quality"].attrs.update({"long_name": "reliability flags (literature rules)",

@@ -255,6 +255,28 @@ def _weights(sigma, pairs, y: np.ndarray) -> tuple[np.ndarray, bool]:
     return np.ones((1, n_lag)), False
 
 
+def _to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points, absolute: bool, taus):
+    """Solver results -> external parameters (log tau -> tau, exactly on a bound when the solver was; fixed
+    values exactly), their covariance (by the Jacobian of log tau -> tau, scaled by the reduced chi2 unless
+    the weights were absolute), reduced chi2 and standard errors."""
+    params = th.copy()
+    jac = np.ones(th.shape)
+    for j in taus:
+        tau = np.exp(th[:, j])
+        params[:, j] = np.where(th[:, j] == lo_i[j], lo[j], np.where(th[:, j] == hi_i[j], hi[j], tau))
+        jac[:, j] = params[:, j]  # d tau / d log tau
+    fitted = np.isfinite(th).all(axis=1)
+    params[:, ~free] = np.where(fitted[:, None], start[:, ~free], np.nan)  # fixed values exactly
+    cov *= jac[:, :, None] * jac[:, None, :]
+    n_free = int(free.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2_red = chi2 / (n_points - n_free)
+        if not absolute:
+            cov *= chi2_red[:, None, None]
+        errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    return params, cov, chi2_red, errors
+
+
 def _convergence_status(p, free, lo, hi, converged, rtol: float) -> np.ndarray:
     """Status codes from the solver alone: ok, not converged, or a free parameter within ``rtol`` of a bound."""
     status = np.full(p.shape[0], FIT_OK, dtype=np.uint8)
@@ -472,20 +494,8 @@ def fit_kww(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baselin
     _nb.fit_batch(y, s, w, th0, free, lo_i, hi_i, max_iter, float(tol), th, cov, chi2, n_points, n_iter, conv)
 
     n_points[unfixable] = 0
-    params = th.copy()
-    tau = np.exp(th[:, _TAU])
-    params[:, _TAU] = np.where(th[:, _TAU] == lo_i[_TAU], lo[_TAU], np.where(th[:, _TAU] == hi_i[_TAU], hi[_TAU], tau))
-    fitted = np.isfinite(th).all(axis=1)
-    params[:, ~free] = np.where(fitted[:, None], start[:, ~free], np.nan)  # fixed values exactly
-    jac = np.ones((n, 4))
-    jac[:, _TAU] = params[:, _TAU]  # d tau / d log tau
-    cov *= jac[:, :, None] * jac[:, None, :]
-    n_free = int(free.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2_red = chi2 / (n_points - n_free)
-        if not absolute:
-            cov *= chi2_red[:, None, None]
-        errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    params, cov, chi2_red, errors = _to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points,
+                                                 absolute, (_TAU,))
     status = _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], conv)
     return KWWFit(params=params, errors=np.ascontiguousarray(errors), cov=cov, chi2_red=chi2_red,
                   n_iter=n_iter, status=status)

@@ -327,21 +327,9 @@ def fit_kww2(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baseli
         best = tuple(np.where(better.reshape((-1,) + (1,) * (b.ndim - 1)), r, b) for b, r in zip(best, res))
     th, cov, chi2, n_points, n_iter, conv = best
     n_points[unfixable] = 0
-    params = th.copy()
-    jac = np.ones((n, 7))
-    for j in _TAUS:
-        tau = np.exp(th[:, j])
-        params[:, j] = np.where(th[:, j] == lo_i[j], lo[j], np.where(th[:, j] == hi_i[j], hi[j], tau))
-        jac[:, j] = params[:, j]
-    fitted = np.isfinite(th).all(axis=1)
-    params[:, ~free] = np.where(fitted[:, None], start[:, ~free], np.nan)  # fixed values exactly
-    cov *= jac[:, :, None] * jac[:, None, :]
+    params, cov, chi2_red, errors = _k._to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points,
+                                                    absolute, _TAUS)
     n_free = int(free.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2_red = chi2 / (n_points - n_free)
-        if not absolute:
-            cov *= chi2_red[:, None, None]
-        errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
     n_free1 = 3 if "baseline" in fix else 4
     with np.errstate(invalid="ignore"):
         chi2_1 = one.chi2_red * (n_points - n_free1)

@@ -125,6 +125,7 @@ def test_g2_fit_lines_are_the_kww_model_with_the_map_parameters(store):
     maps, g2 = store["maps"], store["g2"]
     pixels = R.choose_pixels(maps)
     assert len(pixels) == 4 and all(maps[S.STATUS].values[p] == FIT_OK for p in pixels)
+    assert all(maps[S.QUALITY].values[p] == 0 for p in pixels), "unflagged pixels are preferred"
     nm = [(float(maps[S.Y][iy]) + 0.1, float(maps[S.X][ix]) - 0.1) for iy, ix in pixels]  # nearest pixel centre
     ax = P.plot_g2_fits(g2, maps, nm).axes[0]
     lag = g2[S.LAG].values

@@ -56,11 +56,16 @@ def open_results(path: str | os.PathLike):
 
 
 def choose_pixels(maps, quantiles=PIXEL_QUANTILES) -> list[tuple[int, int]]:
-    """Distinct ok pixels (row, column) whose τ is nearest to the given quantiles of τ over the ok pixels."""
+    """Distinct ok pixels (row, column) whose τ is nearest to the given quantiles of τ over the ok pixels
+    (over the ok pixels without quality flags, when there are enough of them)."""
     from ..kernels.kww import FIT_OK
 
     tau = np.asarray(maps[S.TAU].transpose(S.Y, S.X).values, dtype=np.float64)
     ok = (np.asarray(maps[S.STATUS].transpose(S.Y, S.X).values) == FIT_OK) & np.isfinite(tau) & (tau > 0)
+    if S.QUALITY in maps:  # prefer pixels the reliability rules accept (not e.g. drift-swept wire edges)
+        reliable = ok & (np.asarray(maps[S.QUALITY].transpose(S.Y, S.X).values) == 0)
+        if np.count_nonzero(reliable) >= len(quantiles):
+            ok = reliable
     rows, cols = np.nonzero(ok)
     if rows.size == 0:
         return []

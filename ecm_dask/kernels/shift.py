@@ -35,6 +35,17 @@ def _integer(s: np.ndarray) -> np.ndarray:
     return np.floor(s + 0.5).astype(np.int64)  # round half up, the same for positive and negative halves
 
 
+def source_offsets(shifts, mode: str = "integer") -> tuple[np.ndarray, np.ndarray]:
+    """Per frame, the smallest and largest offset ``(t, 2)`` (pixels, y and x) of the source pixels that
+    :func:`shift_block` reads for an output pixel: the rows/columns a block of frames really needs."""
+    s = _check(shifts, mode)
+    if mode == "integer":
+        d = _integer(s)
+        return d, d
+    f = np.floor(s).astype(np.int64)
+    return f, f + (s - f > 0)
+
+
 def halo_for(shifts, mode: str = "integer") -> tuple[int, int]:
     """Halo ``(hy, hx)`` in pixels a block needs so every frame's source window is inside it."""
     s = _check(shifts, mode)

@@ -24,7 +24,7 @@ from .. import schema as S
 from ..errors import ParameterError
 from ..kernels import g2 as K
 from ..kernels.lags import default_max_lag
-from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
+from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block, source_offsets
 
 #: target uncompressed bytes of one (time, y, x) pixel block handed to the g2 kernel
 BLOCK_BYTES = 160 << 20
@@ -108,8 +108,13 @@ def store_backed(intensity) -> str | None:
     return path if tuple(arr.shape) == tuple(data.shape) else None
 
 
-def _read_region(path, y0, y1, x0, x1, halo):
-    """All frames of pixels [y0, y1) x [x0, x1) straight from the store, with a NaN-padded halo if asked."""
+def _read_region(path, y0, y1, x0, x1, halo, shifts=None, mode="integer"):
+    """All frames of pixels [y0, y1) x [x0, x1) straight from the store, with a NaN-padded halo if asked.
+
+    With ``shifts``, each run of frames stored together is read only over the rows and columns its shifts
+    reach: drift is slow, so a run needs a few pixels on one side, not the whole halo on every side, and far
+    fewer neighbouring chunks are decoded.  The rest of the halo stays NaN and is never used by the shift.
+    """
     import zarr
 
     arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
@@ -118,8 +123,18 @@ def _read_region(path, y0, y1, x0, x1, halo):
         return arr[:, y0:y1, x0:x1]
     n_t, ny, nx = arr.shape
     out = np.full((n_t, y1 - y0 + 2 * hy, x1 - x0 + 2 * hx), np.nan, dtype=np.float32)
-    ya, yb, xa, xb = max(0, y0 - hy), min(ny, y1 + hy), max(0, x0 - hx), min(nx, x1 + hx)
-    out[:, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = arr[:, ya:yb, xa:xb]
+    if shifts is None:
+        runs = [(0, n_t, (-hy, -hx), (hy, hx))]
+    else:
+        lo, hi = source_offsets(shifts, mode)
+        step = int(arr.chunks[0])
+        runs = [(t0, min(n_t, t0 + step), lo[t0:t0 + step].min(axis=0), hi[t0:t0 + step].max(axis=0))
+                for t0 in range(0, n_t, step)]
+    for t0, t1, (ly, lx), (uy, ux) in runs:
+        ya, yb = max(0, y0 + int(ly)), min(ny, y1 + int(uy))
+        xa, xb = max(0, x0 + int(lx)), min(nx, x1 + int(ux))
+        if ya < yb and xa < xb:
+            out[t0:t1, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = arr[t0:t1, ya:yb, xa:xb]
     return out
 
 
@@ -129,8 +144,9 @@ def _direct_block(ys, xs, shifts, *, path, halo, mode, n_out, **kw):
     ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace.
     """
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-    block = _read_region(path, y0, y1, x0, x1, halo)
-    if shifts is not None and shifts.size:
+    has_shifts = shifts is not None and shifts.size
+    block = _read_region(path, y0, y1, x0, x1, halo, shifts if has_shifts else None, mode)
+    if has_shifts:
         block = shift_block(block, shifts, halo, mode)
     g, g0, mean, status = _g2_block(np.moveaxis(block, 0, -1), **kw)
     out = np.empty((y1 - y0, x1 - x0, n_out), dtype=np.float32)

@@ -90,3 +90,18 @@ def test_config_file_sets_options_and_flags_win(series, tmp_path):
     config.write_text("pool: 2\ncolour: blue\n")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "unknown option(s) ['colour']" in r.stderr
+
+
+@pytest.mark.parametrize("fit, words", [("bounds: {beta: [2.0, 0.5]}", "lo <= hi"),
+                                        ("bounds: {tau: 3}", "must be (low, high)"),
+                                        ("fixed: {gamma: 1.0}", "unknown parameter 'gamma'"),
+                                        ("max_iter: 0", "max_iter must be a positive integer"),
+                                        ("colour: red", "unknown fit option(s) ['colour']")])
+def test_bad_fit_options_in_a_config_are_refused_before_any_work(series, tmp_path, fit, words):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"fit:\n  {fit}\n")
+    out = tmp_path / "bad.zarr"
+    r = subprocess.run([sys.executable, "-m", "ecm_dask", "run", str(series), "-o", str(out), "--config", str(config),
+                        "--cluster", "threads", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, r.stderr
+    assert not R.stage_dir(out).exists(), "nothing was computed"

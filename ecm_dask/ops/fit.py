@@ -107,6 +107,45 @@ def _maps2(packed, curves, kw, frame_time, series_s):
     return ds
 
 
+FIT_OPTIONS = ("weights", "bounds", "fixed", "baseline", "max_iter", "model")
+
+
+def check_fit_options(options: dict | None) -> None:
+    """Raise :class:`~ecm_dask.errors.ParameterError` naming the option if fit options (as given to
+    :func:`fit_kww`, e.g. from a config file) are invalid — before any work starts, not inside a task."""
+    from ..errors import ParameterError
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(FIT_OPTIONS))
+    if unknown:
+        raise ParameterError(f"unknown fit option(s) {unknown}; known: {list(FIT_OPTIONS)}")
+    model = options.get("model", S.MODEL_KWW)
+    if model not in MODELS:
+        raise ParameterError(f"fit model must be one of {MODELS}, got {model!r}")
+    if options.get("weights", "pairs") not in ("pairs", "none"):
+        raise ParameterError(f"fit weights must be 'pairs' or 'none', got {options['weights']!r}")
+    max_iter = options.get("max_iter", 100)
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ParameterError(f"fit max_iter must be a positive integer, got {max_iter!r}")
+    bounds, fixed = options.get("bounds") or {}, options.get("fixed") or {}
+    if not isinstance(bounds, dict) or not isinstance(fixed, dict):
+        raise ParameterError("fit bounds and fixed must be mappings of parameter name to values")
+    for key, value in bounds.items():
+        if not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ParameterError(f"fit bounds[{key!r}] must be (low, high), got {value!r}")
+    lag = np.array([1.0, 2.0, 4.0])
+    scalars = {k: v for k, v in fixed.items() if np.ndim(v) == 0}
+    try:
+        if model == S.MODEL_KWW2:
+            KW2._bounds2(lag, _bounds2(bounds))
+            KW2._fixed2(scalars, options.get("baseline", "free"), 1)
+        else:
+            KW._bounds(lag, bounds)
+            KW._fixed(scalars, options.get("baseline", "free"), 1)
+    except (ValueError, TypeError) as err:
+        raise ParameterError(f"fit options: {err}") from None
+
+
 def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: dict | None = None,
             baseline: str | float = "free", max_iter: int = 100, model: str = S.MODEL_KWW):
     """Fit every pixel's g2 to ``baseline + contrast * exp(-2 (t/tau)^beta)``.
@@ -140,10 +179,8 @@ def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: di
 
     if not isinstance(g2, xr.Dataset) or "g2" not in g2:
         raise ValueError("fit_kww needs the Dataset returned by ecm_dask.ops.correlate (with 'g2' and 'pairs')")
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if weights not in ("pairs", "none"):
-        raise ValueError(f"weights must be 'pairs' or 'none', got {weights!r}")
+    check_fit_options({"weights": weights, "bounds": bounds, "fixed": fixed, "baseline": baseline,
+                       "max_iter": max_iter, "model": model})
     curves = g2["g2"]
     lag = np.asarray(g2[S.LAG].values, dtype=np.float64)
     frame_time = float(g2.attrs.get("frame_time_s", lag[0]))

@@ -77,7 +77,10 @@ def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixe
     from .lock import check_unlocked
 
     output = Path(output)
+    from ..ops.fit import check_fit_options
+
     open_series(series_path)  # validates: complete and well-formed, else a clear error
+    check_fit_options(fit_options)
     config = {"series": os.path.abspath(series_path), "reference_roi": _jsonable(reference_roi),
               "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
               "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {})}

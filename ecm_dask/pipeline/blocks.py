@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import StoreError
+from .checkpoint import check_replaceable, writing
 
 DONE = "_ecm_blocks_done"
 KEY_ATTR = "ecm_dask_stage_key"
@@ -58,38 +59,23 @@ def _offsets(chunks):
 def _mark(store: str, index: tuple[int, ...], *_written) -> bool:
     import zarr
 
-    try:
+    with writing(f"the progress of {store}"):
         zarr.open_array(store=os.path.join(store, DONE), mode="r+")[index] = 1
-    except OSError as err:
-        raise write_failed(err, f"the progress of {store}") from None
     return True
-
-
-def write_failed(err: OSError, what: str) -> StoreError:
-    """A disk-full / permission / I/O error while writing, as one message that says what to do."""
-    why = err.strerror or str(err)
-    where = f" ({err.filename})" if err.filename else ""
-    return StoreError(f"writing {what} failed: {why}{where}. What was written before is kept: free space or fix "
-                      "the permissions, then run the same command again to resume")
 
 
 def _write_block(store: str, region: dict, names: list[str], *blocks) -> int:
     """Write one block of every variable into its own chunks (runs on a worker)."""
     import zarr
 
-    try:
-        with _quiet():
-            group = zarr.open_group(store, mode="r+")
-            for name, data in zip(names, blocks):
-                arr = group[name]
-                dims = arr.metadata.dimension_names or ()
-                index = tuple(region.get(d, slice(None)) for d in dims)
-                arr[index] = np.asarray(data).astype(arr.dtype, copy=False)
-    except StoreError:
-        raise
-    except OSError as err:
-        span = ", ".join(f"{d} {s.start}:{s.stop}" for d, s in region.items())
-        raise write_failed(err, f"the pixel block {span} of {store}") from None
+    span = ", ".join(f"{d} {s.start}:{s.stop}" for d, s in region.items())
+    with writing(f"the pixel block {span} of {store}"), _quiet():
+        group = zarr.open_group(store, mode="r+")
+        for name, data in zip(names, blocks):
+            arr = group[name]
+            dims = arr.metadata.dimension_names or ()
+            index = tuple(region.get(d, slice(None)) for d in dims)
+            arr[index] = np.asarray(data).astype(arr.dtype, copy=False)
     return sum(int(np.asarray(b).nbytes) for b in blocks)
 
 
@@ -112,8 +98,6 @@ def write_blocks(ds, output: str | os.PathLike, *, key: str | None, dims=(S.Y, S
     import dask
 
     from ..compute import run
-    from .checkpoint import check_replaceable
-
     output = Path(output)
     check_replaceable(output, overwrite)
     partial = output.with_name(output.name + ".partial")
@@ -128,12 +112,8 @@ def write_blocks(ds, output: str | os.PathLike, *, key: str | None, dims=(S.Y, S
         done = _resume_state(partial, key, n_blocks)
         if done is None:
             shutil.rmtree(partial, ignore_errors=True)
-            try:
+            with writing(f"the layout of {partial}"):
                 _write_template(ds, partial, n_blocks, key, dims)
-            except StoreError:
-                raise
-            except OSError as err:
-                raise write_failed(err, f"the layout of {partial}") from None
             done = np.zeros(n_blocks, dtype=bool)
         lazy = [n for n, v in ds.data_vars.items() if v.chunks is not None and set(dims) <= set(v.dims)]
         delayed = {n: ds[n].data.to_delayed(optimize_graph=False) for n in lazy}
@@ -152,12 +132,8 @@ def write_blocks(ds, output: str | os.PathLike, *, key: str | None, dims=(S.Y, S
         if tasks:
             run(tasks, progress=progress, label=label + (f" ({len(tasks)} of {done.size} blocks left)"
                                                           if done.any() else ""))
-        try:
+        with writing(str(output)):
             _finalize(partial, output, n_blocks)
-        except StoreError:
-            raise
-        except OSError as err:
-            raise write_failed(err, f"{output}") from None
     return output
 
 

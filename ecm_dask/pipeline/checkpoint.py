@@ -12,6 +12,21 @@ from pathlib import Path
 from ..errors import StoreError
 
 
+@contextmanager
+def writing(what: str):
+    """Turn a disk-full / permission / I/O error (OSError) raised in the block into one StoreError that
+    names ``what`` was being written and says what to do; StoreErrors pass unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as err:
+        why = err.strerror or str(err)
+        where = f" ({err.filename})" if err.filename else ""
+        raise StoreError(f"writing {what} failed: {why}{where}. What was written before is kept: free space or "
+                         "fix the permissions, then run the same command again to resume") from None
+
+
 def check_replaceable(output: Path, overwrite: bool) -> None:
     """Refuse an existing ``output`` unless ``overwrite``, and never one that is not a Zarr store."""
     if output.exists():
@@ -29,19 +44,13 @@ def checkpoint(output: str | os.PathLike, *, overwrite: bool = False):
     check_replaceable(output, overwrite)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with writing(str(output)):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             yield partial
         if output.exists():
             shutil.rmtree(output)
         os.replace(partial, output)
-    except StoreError:
-        raise
-    except OSError as err:
-        from .blocks import write_failed
-
-        raise write_failed(err, str(output)) from None
 
 
 def write_checkpoint(ds, output: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from _memory import MiB, RssSampler  # noqa: E402
-from bench_realscale import run_stages  # noqa: E402
+from bench_realscale import run_stages, write_json  # noqa: E402
 
 PIPELINE_STAGES = ("drift", "g2", "fit", "results")
 
@@ -212,7 +212,7 @@ def main(argv=None) -> dict:
                 if not args.keep:
                     shutil.rmtree(out, ignore_errors=True)
     except BaseException:  # keep the generated stores: a rerun reuses them
-        _write_json(json_path, {**res, "incomplete": True})
+        write_json(json_path, {**res, "incomplete": True})
         print(f"\nstopped; partial results in {json_path}; stores in {workdir} are reused by a rerun", file=sys.stderr)
         raise
     if not args.keep:
@@ -220,14 +220,8 @@ def main(argv=None) -> dict:
             shutil.rmtree(path, ignore_errors=True)
             path.with_name(path.name + ".complete.json").unlink(missing_ok=True)
     print_report(res)
-    _write_json(json_path, res)
+    write_json(json_path, res)
     return res
-
-
-def _write_json(path: Path, res: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=2, default=float))
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

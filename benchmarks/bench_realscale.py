@@ -367,7 +367,7 @@ def main(argv=None) -> dict:
             print(f"\nper-pixel loop on {args.subset} pixels ...", flush=True)
             res["loop"] = per_pixel_loop(workdir / f"run-{args.cluster[-1]}" / "series.zarr", args.subset, stage_s)
     except BaseException:  # keep what was generated: a rerun reuses the raw input
-        _write_json(json_path, {**res, "incomplete": True})
+        write_json(json_path, {**res, "incomplete": True})
         print(f"\nstopped; partial results in {json_path}; the raw input in {workdir} is reused by a rerun",
               file=sys.stderr)
         raise
@@ -375,11 +375,12 @@ def main(argv=None) -> dict:
         for p in [workdir / "raw", *(workdir / f"run-{m}" for m in args.cluster)]:
             shutil.rmtree(p, ignore_errors=True)
     print_report(res)
-    _write_json(json_path, res)
+    write_json(json_path, res)
     return res
 
 
-def _write_json(path: Path, res: dict) -> None:
+def write_json(path: Path, res: dict) -> None:
+    """Write a benchmark's results (numpy scalars as floats) and say where."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2, default=float))
     print(f"wrote {path}")

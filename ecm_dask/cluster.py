@@ -92,14 +92,15 @@ def _parse_memory(value) -> int | None:
     return n
 
 
-def default_local_workers(memory_limit: int | None = None) -> tuple[int, int | None]:
-    """Workers and per-worker memory for a LocalCluster: one single-threaded process per core, at most as
-    many as fit in 80 % of the memory at ~1 GiB each; the memory split evenly unless given."""
+def default_local_workers(memory_limit: int | None = None, workers: int | None = None) -> tuple[int, int]:
+    """Workers and per-worker memory for a LocalCluster: ``workers`` or one single-threaded process per core,
+    at most as many as fit in 80 % of the memory at ~1 GiB each; 80 % of the memory split evenly among them
+    unless ``memory_limit`` is given."""
     import psutil
 
     cores = os.cpu_count() or 1
     total = psutil.virtual_memory().total
-    n = max(1, min(cores, int(0.8 * total // (1 << 30))))
+    n = workers if workers is not None else max(1, min(cores, int(0.8 * total // (1 << 30))))
     return n, memory_limit if memory_limit is not None else int(0.8 * total // n)
 
 
@@ -139,8 +140,9 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
     log : callable taking one line (default: print to stderr)
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    if cluster is None and profile:
-        cluster = load_profile(profile, profiles_file)["kind"]
+    settings = load_profile(profile, profiles_file) if profile else None
+    if cluster is None and settings:
+        cluster = settings["kind"]
     kind, address = _resolve_kind(cluster, profile)
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1 (got {workers})")
@@ -171,8 +173,7 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
     if kind == "local":
         from distributed import LocalCluster
 
-        n, memory = default_local_workers(memory) if workers is None else (workers, memory or
-                                                                            default_local_workers()[1])
+        n, memory = default_local_workers(memory, workers)
         kwargs = dict(n_workers=n, threads_per_worker=threads, memory_limit=memory, processes=True,
                       host=host, dashboard_address=f"{host}:0", local_directory=local_directory)
         if not dashboard:
@@ -191,7 +192,7 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
         return
 
     # dask-jobqueue
-    settings = load_profile(profile, profiles_file) if profile else {"kind": kind}
+    settings = settings or {"kind": kind}
     with _jobqueue_cluster(kind, settings, workers=workers, memory=memory, local_directory=local_directory,
                            log=log) as (jc, n_workers):
         with Client(jc) as client:

@@ -212,3 +212,15 @@ def test_a_worker_killed_mid_g2_does_not_change_the_result(cli_cluster, blocked_
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert_same_results(out, blocked_reference)
+
+
+def test_default_local_memory_is_split_among_the_workers_asked_for():
+    import psutil
+
+    from ecm_dask.cluster import default_local_workers
+
+    total = psutil.virtual_memory().total
+    assert default_local_workers(workers=4) == (4, int(0.8 * total // 4))
+    assert default_local_workers(123, workers=3) == (3, 123)
+    n, memory = default_local_workers()
+    assert 1 <= n <= (os.cpu_count() or 1) and memory == int(0.8 * total // n)

@@ -99,13 +99,17 @@ def _conflict(output: Path, key: str, overwrite: bool) -> str | None:
         return None
     if output.exists() and not work.exists():
         return f"{output} exists and was not written by a run with this output; use --overwrite to replace it"
-    saved = work / CONFIG_FILE
     if work.exists():
-        old = json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
-        if old != key:
+        if _saved_fingerprint(work) != key:
             return (f"{work} holds stages of a different input or configuration; use --overwrite to start over "
                     "(or choose another output)")
     return None
+
+
+def _saved_fingerprint(work: Path) -> str | None:
+    """The fingerprint recorded by the run that made the stage folder ``work`` (None if it has none)."""
+    saved = work / CONFIG_FILE
+    return json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
 
 
 def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_roi, roi_units, drift, max_shift,
@@ -122,10 +126,8 @@ def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_
     problem = _conflict(output, key, overwrite)  # again, now under the lock
     if problem:
         raise StoreError(problem)
-    if work.exists() and overwrite:
-        old = json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
-        if old != key:
-            shutil.rmtree(work)
+    if work.exists() and overwrite and _saved_fingerprint(work) != key:
+        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"fingerprint": key, "config": config}, indent=2))
 

@@ -178,6 +178,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="kww2: also fit two KWW terms per pixel (maps tau1, tau2, ..., F-test of 2 terms against 1)")
 @click.option("--block-mb", type=click.FloatRange(0.01, None), default=160.0, show_default=True,
               help="size of one (time, y, x) block of the g2 stage: the unit of work and of resume")
+@click.option("--surface-nm", type=click.FloatRange(0.0, 1e4), default=1.0, show_default=True,
+              help="width of the surface band of the region map, nm (wire pixels this close to vacuum)")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
@@ -187,9 +189,10 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.pass_context
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
-        normalization, bad_frames, pool, pool_mode, model, block_mb, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
+        normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
         profiles_file, local_directory, tls, host, overwrite, quiet):
-    """Analyse SERIES: drift -> g2 -> KWW fits -> a results DataTree (maps, /g2, /drift).
+    """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
+    /regions, /distributions, /artefacts, /g2, /drift).
 
     Completed stages (and completed pixel blocks of an interrupted stage) are kept in OUTPUT.stages/ and
     skipped when the same command runs again.
@@ -205,7 +208,7 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     if model != "kww":
         fit_options = {**fit_options, "model": model}
     options = dict(reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift, max_shift=max_shift,
-                   g2_options=g2_options, fit_options=fit_options, overwrite=overwrite)
+                   g2_options=g2_options, fit_options=fit_options, surface_nm=surface_nm, overwrite=overwrite)
     check_run(series, output, **options)  # refuse before starting a cluster
     with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
         path = run_pipeline(series, output, progress=not quiet, **options)
@@ -214,7 +217,11 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
 
         report_dir = report_dir or default_report_dir(path)
         click.echo(f"report: {write_report(path, report_dir)}", err=True)
-    click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /g2, /drift)")
+    from .pipeline.report import region_summary
+
+    click.echo(region_summary(path))
+    click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /fit, /regions, "
+               "/distributions, /artefacts, /g2, /drift)")
 
 
 @main.command()

@@ -23,10 +23,10 @@ class MetadataError(EcmError, ValueError):
 class ValidationError(EcmError, ValueError):
     """A dataset does not follow the ecm_dask data model; the message lists every problem."""
 
-    def __init__(self, problems: list[str], what: str = "dataset"):
+    def __init__(self, problems: list[str], what: str = "dataset", kind: str = "series"):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{what} is not a valid ecm_dask series ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(f"{what} is not a valid ecm_dask {kind} ({len(self.problems)} problem(s)):\n{lines}")
 
 
 class StoreError(EcmError, OSError):

@@ -376,7 +376,7 @@ def plot_g2_fits(g2, maps, pixels, path: str | os.PathLike | None = None, *, uni
     points the artist with gid ``"g2:iy,ix"``.
     """
     from .errors import InputError
-    from .kernels.kww import FIT_OK, FIT_STATUS, PARAMS, kww_model
+    from .kernels.kww import FIT_OK, PARAMS, kww_model
 
     if (g2.sizes[S.Y], g2.sizes[S.X]) != (maps.sizes[S.Y], maps.sizes[S.X]):
         raise InputError(f"g2 ({g2.sizes[S.Y]} x {g2.sizes[S.X]}) and maps ({maps.sizes[S.Y]} x "
@@ -399,7 +399,7 @@ def plot_g2_fits(g2, maps, pixels, path: str | os.PathLike | None = None, *, uni
         else:
             label = f"y={yc:.3g}, x={xc:.3g} nm: no fit"
         if status != FIT_OK:
-            label += f" [{FIT_STATUS.get(status, status)}]"
+            label += f" [{S.RESULT_STATUS.get(status, status)}]"
         if S.G2_ERR in g2:
             err = np.asarray(g2[S.G2_ERR].isel({S.Y: iy, S.X: ix}).transpose(S.LAG).values, dtype=np.float64)[keep]
             pts = ax.errorbar(t, curve, yerr=err, fmt="o", ms=3, color=colour, elinewidth=0.8, capsize=0,
@@ -415,6 +415,64 @@ def plot_g2_fits(g2, maps, pixels, path: str | os.PathLike | None = None, *, uni
     ax.set_ylabel("g2")
     ax.set_title(title or "g2 and KWW fits  baseline + A exp(-2 (t/τ)^β)", fontsize=10)
     ax.legend(loc="best", fontsize=8, frameon=False)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------- regions
+#: colours of the region codes (vacuum, bulk, surface, crystal) and of the status classes in plot_regions
+REGION_COLOURS = {S.REGION_EXCLUDED: "#8c8c8c", S.REGION_VACUUM: "#202020", S.REGION_BULK: "#4c72b0", S.REGION_SURFACE: "#dd8452",
+                  S.REGION_CRYSTAL: "#55a868"}
+STATUS_CLASSES = (("ok", (S.STATUS_OK,), "#4c72b0"), ("drift edge", (S.STATUS_DRIFT_EDGE,), "#c44e52"),
+                  ("static", (S.STATUS_STATIC,), "#55a868"), ("vacuum", (S.STATUS_VACUUM,), "#202020"),
+                  ("bad input", (S.STATUS_BAD_INPUT,), "#8c8c8c"),
+                  ("fit rejected", tuple(c for c in S.RESULT_STATUS if 0 < c < S.STATUS_BAD_INPUT), "#dddd55"))
+
+
+def plot_regions(regions, status=None, path: str | os.PathLike | None = None, *, scale_bar_nm: float | None = None):
+    """The region map (vacuum, bulk, surface, crystal) and, if given, the pixel status map, side by side.
+
+    Parameters
+    ----------
+    regions : Dataset with ``region`` (y, x) (``/regions`` of the results) or the region DataArray
+    status : DataArray (y, x) of result status codes (root ``status``), optional
+    path : save the figure there; None to only return it
+    scale_bar_nm : length of the scale bar (default: a round ~20 % of the width)
+
+    Returns
+    -------
+    matplotlib Figure; the region image has gid ``"regions"``, the status image ``"status"``.
+    """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    region = regions[S.REGION] if hasattr(regions, "data_vars") else regions
+    region = region.transpose(S.Y, S.X)
+    extent = image_extent(region)
+    panels = [("regions", np.asarray(region.values, dtype=np.int64),
+               [(S.REGION_FLAGS[c], c, REGION_COLOURS[c]) for c in sorted(S.REGION_FLAGS)])]
+    if status is not None:
+        codes = np.asarray(status.transpose(S.Y, S.X).values, dtype=np.int64)
+        cls = np.full(codes.shape, len(STATUS_CLASSES) - 1)
+        for k, (_, members, _) in enumerate(STATUS_CLASSES):
+            cls[np.isin(codes, members)] = k
+        panels.append(("status", cls, [(n, k, c) for k, (n, _, c) in enumerate(STATUS_CLASSES)]))
+    fig = _figure(_image_figsize(region, len(panels)))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    span = extent[1] - extent[0]
+    for ax, (name, image, legend) in zip(axes, panels):
+        values = [v for _, v, _ in legend]
+        cmap = ListedColormap([c for _, _, c in legend])
+        norm = BoundaryNorm(np.arange(min(values) - 0.5, max(values) + 1.0), cmap.N)
+        ax.imshow(image, origin="upper", extent=extent, cmap=cmap, norm=norm, interpolation="nearest", gid=name)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("x (nm)")
+        ax.set_ylabel("y (nm)")
+        counts = {v: int(np.count_nonzero(image == v)) for v in values}
+        ax.legend(handles=[Patch(color=c, label=f"{n} ({counts[v]})") for n, v, c in legend if counts[v]],
+                  loc="upper right", fontsize=7, framealpha=0.8)
+        add_scale_bar(ax, scale_bar_nm or nice_length(span), extent)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig

@@ -97,8 +97,68 @@ FIT_F_STAT = "f_statistic"  # F statistic of two KWW terms against one
 FIT_F_PVALUE = "f_pvalue"  # its p-value
 FIT_SUPPORTED = "second_supported"  # bool: the second component is supported
 
+# ------------------------------------------------------------------ result store (results.zarr, DESIGN §4)
+#: groups of a results DataTree (the root holds the maps)
+FIT_GROUP = "fit"  # the raw fit of every pixel, whatever its status (experts)
+ARTEFACTS_GROUP = "artefacts"  # per-pixel artefact screen (drift-swept edges, static pixels) and its diagnostics
+REGIONS_GROUP = "regions"  # region (y, x), surface_distance
+DISTRIBUTIONS_GROUP = "distributions"  # per-region statistics of log10 tau and beta, surface vs bulk
+RESULT_GROUPS = (G2_GROUP, FIT_GROUP, ARTEFACTS_GROUP, REGIONS_GROUP, DISTRIBUTIONS_GROUP, DRIFT_GROUP)
+#: groups every results store has (/drift only when the run estimated drift)
+RESULT_REQUIRED_GROUPS = (G2_GROUP, FIT_GROUP, ARTEFACTS_GROUP, REGIONS_GROUP, DISTRIBUTIONS_GROUP)
+TAU_ERR = "tau_err"
+BETA_ERR = "beta_err"
+CONTRAST_ERR = "contrast_err"
+BASELINE_ERR = "baseline_err"
+CHI2 = "chi2"
+N_POOLED = "n_pooled"  # (y, x) g2 curves averaged into a pixel's fitted curve
+TAU_MODEL_FREE = "tau_model_free"
+COVARIANCE = "covariance"
+#: root maps: a value only where ``status`` is ok (NaN elsewhere); the raw fit of every pixel is in /fit
+ROOT_VALUE_MAPS = (TAU, BETA, CONTRAST, BASELINE, TAU_ERR, BETA_ERR, CONTRAST_ERR, BASELINE_ERR, CHI2)
+ROOT_MAPS = (*ROOT_VALUE_MAPS, STATUS, QUALITY)
+ARTEFACT = "artefact"  # (y, x) artefact code in /artefacts
+ATTR_RUN_FINGERPRINT = "run_fingerprint"
+ATTR_FLAG_VALUES = "flag_values"
+ATTR_FLAG_MEANINGS = "flag_meanings"
+ATTR_FLAG_MASKS = "flag_masks"
+
+# pixel status of the result maps (root ``status``).  0-6 are the fit's own codes (ecm_dask.kernels.kww.FIT_*,
+# the same numbers); the screen codes say why a pixel that may well fit is not reported as dynamics.
+STATUS_OK = 0
+STATUS_NOT_CONVERGED = 1
+STATUS_AT_BOUND = 2
+STATUS_NO_DECAY = 3
+STATUS_TOO_FAST = 4
+STATUS_TOO_FEW_POINTS = 5
+STATUS_BAD_INPUT = 6  # the g2 of the pixel is unusable: dead, saturated, dark, not in view (see /g2 status)
+STATUS_DRIFT_EDGE = 8  # intensity changes explained by the drift (an edge swept in and out of the pixel)
+STATUS_STATIC = 9  # no dynamic contrast (static sample, e.g. a crystal, or fluctuation explained by registration)
+STATUS_VACUUM = 10  # outside the sample (region vacuum)
+RESULT_STATUS = {
+    STATUS_OK: "ok",
+    STATUS_NOT_CONVERGED: "not converged",
+    STATUS_AT_BOUND: "parameter at bound",
+    STATUS_NO_DECAY: "no decay in lag window",
+    STATUS_TOO_FAST: "decay faster than first lag",
+    STATUS_TOO_FEW_POINTS: "too few points",
+    STATUS_BAD_INPUT: "bad input",
+    STATUS_DRIFT_EDGE: "drift edge",
+    STATUS_STATIC: "static",
+    STATUS_VACUUM: "vacuum",
+}
+
+
+def flag_attrs(codes: Mapping[int, str], long_name: str) -> dict[str, Any]:
+    """CF attributes of a code map: ``flag_values``, ``flag_meanings`` (words joined by ``_``), ``long_name``."""
+    return {ATTR_LONG_NAME: long_name, ATTR_FLAG_VALUES: [int(c) for c in codes],
+            ATTR_FLAG_MEANINGS: " ".join(str(v).replace(" ", "_") for v in codes.values())}
+
+
 # ------------------------------------------------------------------------- analysis (ecm_dask.analysis)
-REGION_EXCLUDED = -1  # pixels outside a user mask in a classified region map
+REGION_EXCLUDED = -1  # pixels outside a user mask, or not in view for the whole series, in a classified region map
+#: the codes of a classified region map (``/regions`` of a result)
+REGION_FLAGS = {REGION_EXCLUDED: "excluded", **REGION_NAMES}
 REGION = "region"  # dim of per-region statistics (labels: REGION_NAMES values)
 STATISTIC = "statistic"  # dim: median, iqr, std, ...
 ESTIMATE = "estimate"  # dim: value, ci_low, ci_high
@@ -123,6 +183,13 @@ UNITS = {
     TRUTH_MEAN: "counts",
     TRUTH_SURFACE_DISTANCE: "nm",
     TEMPERATURE: "degC",
+    TAU_ERR: "s",
+    TAU_MODEL_FREE: "s",
+    BETA_ERR: "1",
+    CONTRAST_ERR: "1",
+    BASELINE: "1",
+    BASELINE_ERR: "1",
+    CHI2: "1",
     RADIUS: "nm",
     KY: "nm^-1",
     KX: "nm^-1",
@@ -350,3 +417,111 @@ def series_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
         ATTR_SCHEMA_VERSION: SCHEMA_VERSION,
     }
     return out
+
+
+def _group(tree, name: str):
+    """The Dataset of group ``name`` of a DataTree (None if absent)."""
+    try:
+        return tree[name].to_dataset() if name in tree.children else None
+    except KeyError:
+        return None
+
+
+def _check_units(ds, where: str, problems: list[str]) -> None:
+    """Every coordinate and variable whose name has a unit in :data:`UNITS` carries it."""
+    for name in list(ds.coords) + list(ds.data_vars):
+        if name in UNITS and ds[name].attrs.get(ATTR_UNITS) != UNITS[name]:
+            kind = "coordinate" if name in ds.coords else "variable"
+            problems.append(f"{where}: {kind} {name!r} has units {ds[name].attrs.get(ATTR_UNITS)!r}, "
+                            f"expected {UNITS[name]!r}")
+
+
+def _check_flags(da, where: str, codes: Mapping[int, str] | None, problems: list[str]) -> None:
+    values, meanings = da.attrs.get(ATTR_FLAG_VALUES), da.attrs.get(ATTR_FLAG_MEANINGS)
+    if values is None or meanings is None:
+        problems.append(f"{where}: {da.name!r} lacks {ATTR_FLAG_VALUES}/{ATTR_FLAG_MEANINGS}")
+        return
+    if len(list(values)) != len(str(meanings).split()):
+        problems.append(f"{where}: {da.name!r} has {len(list(values))} flag values but "
+                        f"{len(str(meanings).split())} meanings")
+    if codes is not None and [int(v) for v in values] != [int(c) for c in codes]:
+        problems.append(f"{where}: {da.name!r} flag values {list(values)}, expected {list(codes)}")
+
+
+def validate_results(tree) -> None:
+    """Check a results DataTree (``xr.open_datatree("results.zarr", engine="zarr")``) against the contract.
+
+    Checked: the root maps :data:`ROOT_MAPS` on ``(y, x)`` with their units, ``status`` codes with CF flag
+    attributes, values only where the status is ok (NaN elsewhere) and a positive finite ``tau`` where it is;
+    the groups :data:`RESULT_REQUIRED_GROUPS` with their main variables; the same ``y``/``x`` grid in every
+    group; units on every coordinate and variable named in :data:`UNITS`; calibration and provenance attributes.
+
+    Raises
+    ------
+    ValidationError
+        One line per problem.
+    """
+    import numpy as np
+
+    problems: list[str] = []
+    root = tree.to_dataset()
+    for name in ROOT_MAPS:
+        if name not in root.data_vars:
+            problems.append(f"/: no map {name!r}")
+        elif tuple(root[name].dims) != (Y, X):
+            problems.append(f"/: {name!r} has dims {tuple(root[name].dims)}, expected {(Y, X)}")
+    for dim in (Y, X):
+        if dim not in root.coords:
+            problems.append(f"/: no coordinate {dim!r}")
+    _check_units(root, "/", problems)
+    for name in (ATTR_FRAME_TIME, ATTR_PIXEL_SIZE, ATTR_PROVENANCE):
+        if name not in root.attrs:
+            problems.append(f"/: missing attribute {name!r}")
+    if not problems:
+        status = np.asarray(root[STATUS].values)
+        _check_flags(root[STATUS], "/", RESULT_STATUS, problems)
+        unknown = sorted(set(np.unique(status).tolist()) - set(RESULT_STATUS))
+        if unknown:
+            problems.append(f"/: status holds unknown code(s) {unknown}")
+        ok = status == STATUS_OK
+        for name in ROOT_VALUE_MAPS:
+            v = np.asarray(root[name].values, dtype=np.float64)
+            n_bad = int(np.count_nonzero(~ok & ~np.isnan(v)))
+            if n_bad:
+                problems.append(f"/: {name!r} holds values at {n_bad} pixel(s) whose status is not ok "
+                                "(must be NaN there; raw fits belong in /fit)")
+        tau = np.asarray(root[TAU].values, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            n_bad = int(np.count_nonzero(ok & ~(np.isfinite(tau) & (tau > 0))))
+        if n_bad:
+            problems.append(f"/: {n_bad} pixel(s) with status ok have no positive finite tau")
+    required = {G2_GROUP: (G2,), FIT_GROUP: (TAU, BETA, STATUS), ARTEFACTS_GROUP: (ARTEFACT,),
+                REGIONS_GROUP: (REGION, SURFACE_DISTANCE), DISTRIBUTIONS_GROUP: (LOG10_TAU, BETA, "tau_median")}
+    for group in RESULT_REQUIRED_GROUPS:
+        ds = _group(tree, group)
+        if ds is None:
+            problems.append(f"no group /{group}")
+            continue
+        for name in required[group]:
+            if name not in ds.data_vars:
+                problems.append(f"/{group}: no variable {name!r}")
+        _check_units(ds, f"/{group}", problems)
+        if group == DISTRIBUTIONS_GROUP or Y not in root.coords or X not in root.coords:
+            continue
+        for dim in (Y, X):
+            if dim not in ds.coords or ds.sizes.get(dim) != root.sizes[dim] or not np.array_equal(
+                    np.asarray(ds[dim].values), np.asarray(root[dim].values)):
+                problems.append(f"/{group}: its {dim!r} grid differs from the root maps'")
+    regions = _group(tree, REGIONS_GROUP)
+    if regions is not None and REGION in regions:
+        _check_flags(regions[REGION], f"/{REGIONS_GROUP}", REGION_FLAGS, problems)
+    if problems:
+        raise ValidationError(problems, "results tree", "result store")
+
+
+def with_units(ds):
+    """``ds`` with the units of :data:`UNITS` on every coordinate and variable named there (in place; returned)."""
+    for name in list(ds.coords) + list(ds.data_vars):
+        if name in UNITS:
+            ds[name].attrs[ATTR_UNITS] = UNITS[name]
+    return ds

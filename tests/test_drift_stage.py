@@ -50,6 +50,7 @@ def test_demo_writes_the_result_datatree_contract(tmp_path):
     np.testing.assert_allclose(maps[S.X].values, series[S.X].values)
     assert maps.attrs["provenance"]["versions"]["ecm_dask"]
     tree = xr.open_datatree(res, engine="zarr")
-    assert set(tree.groups) == {"/", "/g2", "/drift"}
+    assert set(tree.groups) == {"/", "/g2", "/drift", "/fit", "/artefacts", "/regions", "/distributions"}
+    S.validate_results(tree)
     assert tree["g2"]["g2"].dims == (S.Y, S.X, S.LAG) and tree["drift"][S.SHIFT].dims == (S.TIME, S.AXIS)
     assert "RMS error vs truth" in summary and "results:" in summary

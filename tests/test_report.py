@@ -180,9 +180,9 @@ def test_report_files_and_summary_numbers_match_the_store(store):
     maps = store["maps"]
     summary = json.loads((out / "summary.json").read_text())
     status = maps[S.STATUS].values
-    for row in summary["fit_status"]:
+    for row in summary["status"]:
         assert row["pixels"] == int((status == row["code"]).sum()) and row["name"] == FIT_STATUS[row["code"]]
-    assert sum(r["pixels"] for r in summary["fit_status"]) == status.size
+    assert sum(r["pixels"] for r in summary["status"]) == status.size
     ok = status == FIT_OK
     tau, beta = maps[S.TAU].values[ok], maps[S.BETA].values[ok]
     assert summary["tau_s"]["median"] == pytest.approx(float(np.median(tau)), rel=1e-6)

@@ -44,7 +44,7 @@ def test_run_writes_results_resumes_after_a_crash_and_refuses_another_config(ser
     assert maps.attrs["run_config"]["g2"] == {} and maps.attrs["run_config"]["drift"] is True
     assert maps.attrs["run_fingerprint"] and maps.tau.shape == (48, 64)
     tree = xr.open_datatree(out, engine="zarr")
-    assert set(tree.groups) == {"/", "/g2", "/drift"}
+    assert set(tree.groups) == {"/", "/g2", "/drift", "/fit", "/artefacts", "/regions", "/distributions"}
     # an uninterrupted run into another place gives the same maps
     fresh = R.run_pipeline(series, tmp_path / "fresh.zarr", progress=False)
     np.testing.assert_array_equal(xr.open_zarr(fresh).tau.values, maps.tau.values)

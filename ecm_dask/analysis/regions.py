@@ -217,7 +217,7 @@ def _pixel_size(da, pixel_size) -> float:
 
 
 def classify(mean_image, *, surface_nm: float = 1.0, contrast=None, user_mask=None, pixel_size: float | None = None,
-             bright: float = 1.5, static: float = 0.3):
+             bright: float = 1.5, static: float = 0.3, unknown=None):
     """Classify every pixel as vacuum, bulk, surface or crystal.
 
     Parameters
@@ -234,6 +234,10 @@ def classify(mean_image, *, surface_nm: float = 1.0, contrast=None, user_mask=No
         nm; default from the ``y``/``x`` coordinates.
     bright, static : float
         Passed to :func:`crystal_mask`.
+    unknown : array of bool (y, x), optional
+        Pixels whose content is unknown (e.g. not in the field of view for the whole series): labelled
+        ``schema.REGION_EXCLUDED`` and, for the surface distance, not taken as vacuum (the wire does not end
+        where the field of view does).
 
     Returns
     -------
@@ -255,20 +259,24 @@ def classify(mean_image, *, surface_nm: float = 1.0, contrast=None, user_mask=No
             raise InputError(f"user_mask has shape {wire.shape}, mean_image {img.shape}")
     crystal = crystal_mask(img, None if contrast is None else np.asarray(contrast), wire=wire,
                            bright=bright, static=static)
-    dist = surface_distance(wire, px)
+    unknown = np.zeros(img.shape, dtype=bool) if unknown is None else np.asarray(unknown, dtype=bool)
+    if unknown.shape != img.shape:
+        raise InputError(f"unknown has shape {unknown.shape}, mean_image {img.shape}")
+    wire &= ~unknown
+    dist = np.where(wire, surface_distance(wire | unknown, px), np.nan)
     region = np.full(img.shape, S.REGION_VACUUM, dtype=np.int8)
     region[wire] = S.REGION_BULK
     with np.errstate(invalid="ignore"):
         region[wire & (dist < surface_nm)] = S.REGION_SURFACE
-    region[crystal] = S.REGION_CRYSTAL
+    region[crystal & ~unknown] = S.REGION_CRYSTAL
+    region[unknown] = S.REGION_EXCLUDED
     dims = (S.Y, S.X)
     coords = {}
     if isinstance(mean_image, xr.DataArray):
         coords = {d: mean_image[d] for d in dims if d in mean_image.coords}
-    codes = sorted(S.REGION_NAMES)
+    names = S.REGION_FLAGS if unknown.any() else S.REGION_NAMES
     ds = xr.Dataset(
-        {S.TRUTH_REGION: (dims, region, {"long_name": "region", "flag_values": codes,
-                                          "flag_meanings": " ".join(S.REGION_NAMES[c] for c in codes)}),
+        {S.TRUTH_REGION: (dims, region, S.flag_attrs(names, "region")),
          S.SURFACE_DISTANCE: (dims, dist, S.coord_attrs(S.TRUTH_SURFACE_DISTANCE, "distance from the wire surface")),
          "wire": (dims, wire, {"long_name": "wire mask"}),
          "crystal": (dims, crystal, {"long_name": "static crystal mask"})},

@@ -22,7 +22,8 @@ import numpy as np
 from .. import schema as S
 from ..errors import InputError, StoreError
 
-FIGURES = ("frame.png", "maps.png", "tau.png", "beta.png", "g2_fits.png", "histograms.png", "drift.png")
+FIGURES = ("frame.png", "maps.png", "tau.png", "beta.png", "regions.png", "g2_fits.png", "histograms.png",
+           "drift.png")
 SUMMARIES = ("summary.json", "report.md", "report.html")
 #: frames averaged for frame.png (the first ones: they are read from the first shard only)
 MEAN_FRAMES = 100
@@ -34,8 +35,7 @@ def open_results(path: str | os.PathLike):
     """Open a ``results.zarr`` DataTree, or raise :class:`InputError` naming the path and what is wrong."""
     import xarray as xr
 
-    from .results import ROOT_MAPS
-
+    ROOT_MAPS = S.ROOT_MAPS
     path = Path(path)
     if not path.exists():
         raise InputError(f"results store {path} does not exist")
@@ -110,8 +110,9 @@ def _stats(values: np.ndarray) -> dict[str, float | int | None]:
 
 def summarize(tree, *, results_path, series=None, series_note: str | None = None) -> dict[str, Any]:
     """The numbers of the report: input and calibration, run configuration, pixels per status code, median and
-    IQR of τ and β over the ok pixels, fraction of ok pixels with quality flags, drift RMS.  JSON-serialisable."""
-    from ..kernels.kww import FIT_OK, FIT_STATUS
+    IQR of τ and β over the ok pixels, per region (with bootstrap intervals) and surface vs bulk, fraction of ok
+    pixels with quality flags, drift RMS.  JSON-serialisable."""
+    from ..kernels.kww import FIT_OK
     from ..ops.fit import QUALITY_FLAGS
 
     maps = tree.to_dataset()
@@ -146,7 +147,7 @@ def summarize(tree, *, results_path, series=None, series_note: str | None = None
                                             "pool", "pool_mode", "shift_mode") if k in g2_attrs},
         "created": (maps.attrs.get(S.ATTR_PROVENANCE) or {}).get("created"),
         "ecm_dask_version": ((maps.attrs.get(S.ATTR_PROVENANCE) or {}).get("versions") or {}).get("ecm_dask"),
-        "fit_status": _counts(status, FIT_STATUS),
+        "status": _counts(status, S.RESULT_STATUS),
         "n_pixels": int(status.size),
         "n_ok": int(ok.sum()),
         "tau_s": _stats(tau[ok]),
@@ -163,6 +164,7 @@ def summarize(tree, *, results_path, series=None, series_note: str | None = None
         out["quality_of_ok_pixels"] = {"any flag": float(np.count_nonzero(quality) / n),
                                        **{name: float(np.count_nonzero(quality & bit) / n)
                                           for bit, name in flags.items()}}
+    out.update(region_numbers(tree))
     if S.DRIFT_GROUP in tree.children:
         drift = tree[S.DRIFT_GROUP].to_dataset()
         shift = np.asarray(drift[S.SHIFT].values, dtype=np.float64)
@@ -175,6 +177,75 @@ def summarize(tree, *, results_path, series=None, series_note: str | None = None
                         else None,
                         "reference_roi_px": drift.attrs.get(S.ATTR_REFERENCE_ROI_PX)}
     return out
+
+
+def region_numbers(tree) -> dict[str, Any]:
+    """Per region: pixels, pixels per status, median τ and β with their intervals (``/distributions``), and the
+    surface/bulk ratio of median τ with its interval and p-value.  Empty if the store has no regions."""
+    if S.REGIONS_GROUP not in tree.children or S.DISTRIBUTIONS_GROUP not in tree.children:
+        return {}
+    region = np.asarray(tree[S.REGIONS_GROUP].to_dataset()[S.REGION].values)
+    status = np.asarray(tree.to_dataset()[S.STATUS].values)
+    dist = tree[S.DISTRIBUTIONS_GROUP].to_dataset()
+    rows = []
+    for code, name in S.REGION_NAMES.items():
+        sel = region == code
+        row: dict[str, Any] = {"region": name, "pixels": int(sel.sum()),
+                               "status": {S.RESULT_STATUS[c]: int(np.count_nonzero(status[sel] == c))
+                                          for c in S.RESULT_STATUS if np.any(status[sel] == c)}}
+        if name in dist[S.REGION].values:
+            d = dist.sel({S.REGION: name})
+            row["ok"] = int(d["n"])
+            row["tau_median_s"] = [float(v) for v in d["tau_median"].values]
+            row["log10_tau_iqr"] = float(d[S.LOG10_TAU].sel({S.STATISTIC: "iqr", S.ESTIMATE: "value"}))
+            row["beta_median"] = [float(v) for v in d[S.BETA].sel({S.STATISTIC: "median"}).values]
+            row["beta_iqr"] = float(d[S.BETA].sel({S.STATISTIC: "iqr", S.ESTIMATE: "value"}))
+        rows.append(row)
+    out: dict[str, Any] = {"regions": rows, "interval": f"{dist.attrs.get('ci', 0.95):.0%} "
+                                                          f"{dist.attrs.get('interval', 'bootstrap')}"}
+    if "surface_bulk_value" in dist:
+        c = dist.sel({S.QUANTITY: "tau_ratio"})
+        w = dist.sel({S.QUANTITY: "log10_tau_width_diff"})
+        out["surface_bulk"] = {"tau_ratio": float(c["surface_bulk_value"]),
+                               "tau_ratio_ci": [float(c["surface_bulk_ci_low"]), float(c["surface_bulk_ci_high"])],
+                               "p_value": float(c["surface_bulk_p_value"]),
+                               "log10_tau_width_diff": float(w["surface_bulk_value"]),
+                               "log10_tau_width_diff_ci": [float(w["surface_bulk_ci_low"]),
+                                                           float(w["surface_bulk_ci_high"])],
+                               "width_p_value": float(w["surface_bulk_p_value"])}
+    else:
+        out["surface_bulk"] = {"note": dist.attrs.get("comparison", "not compared")}
+    return out
+
+
+def region_lines(numbers: dict[str, Any]) -> list[str]:
+    """Plain-text lines of :func:`region_numbers` (the CLI and the demo print them)."""
+    lines = []
+    for r in numbers.get("regions", []):
+        if r["region"] == "vacuum" or not r["pixels"]:
+            continue
+        st = ", ".join(f"{k} {v}" for k, v in r["status"].items())
+        if r.get("ok"):
+            t, b = r["tau_median_s"], r["beta_median"]
+            lines.append(f"  {r['region']:8s} {r.get('ok', 0):6d} ok of {r['pixels']:6d} px: median tau {t[0]:.3g} s "
+                         f"[{t[1]:.3g}, {t[2]:.3g}], beta {b[0]:.2f} [{b[1]:.2f}, {b[2]:.2f}]  ({st})")
+        else:
+            lines.append(f"  {r['region']:8s}      0 ok of {r['pixels']:6d} px  ({st})")
+    sb = numbers.get("surface_bulk", {})
+    if "tau_ratio" in sb:
+        lo, hi = sb["tau_ratio_ci"]
+        lines.append(f"  surface/bulk median tau ratio {sb['tau_ratio']:.3f} [{lo:.3f}, {hi:.3f}] "
+                     f"({numbers['interval']}), permutation p = {sb['p_value']:.3g}")
+    elif sb:
+        lines.append(f"  {sb.get('note')}")
+    return lines
+
+
+def region_summary(results_path) -> str:
+    """Per-region lines of a results store (median τ, β with intervals; surface/bulk ratio)."""
+    tree = open_results(results_path)
+    lines = region_lines(region_numbers(tree))
+    return "\n".join(["per region (ok pixels; intervals from /distributions):", *lines]) if lines else ""
 
 
 def _fmt(v, digits: int = 4) -> str:
@@ -196,12 +267,32 @@ def _sections(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple[st
               ("map", f"{s['map_shape'][0]} x {s['map_shape'][1]} pixels, grid {_fmt(s['map_grid_nm'])} nm"),
               ("g2", ", ".join(f"{k} {v}" for k, v in s["g2"].items()) or "n/a"),
               ("created", _fmt(s["created"])), ("ecm_dask", _fmt(s["ecm_dask_version"]))]
-    status = [("code", "fit status", "pixels", "fraction")]
-    status += [(str(r["code"]), r["name"], str(r["pixels"]), f"{r['fraction']:.3f}") for r in s["fit_status"]]
+    status = [("code", "pixel status", "pixels", "fraction")]
+    status += [(str(r["code"]), r["name"], str(r["pixels"]), f"{r['fraction']:.3f}") for r in s["status"]]
     stats = [("quantity (ok pixels)", "n", "median", "IQR", "25 %", "75 %")]
     for name, st in (("tau (s)", s["tau_s"]), ("beta", s["beta"])):
         stats.append((name, str(st["n"]), _fmt(st["median"]), _fmt(st["iqr"]), _fmt(st["q25"]), _fmt(st["q75"])))
-    out: list[tuple[str, Any]] = [("Input", inputs), ("Fit status", status), ("τ and β", stats)]
+    out: list[tuple[str, Any]] = [("Input", inputs), ("Pixel status", status), ("τ and β", stats)]
+    if s.get("regions"):
+        rows = [("region", "pixels", "ok", "median τ (s) [CI]", "IQR log10 τ", "median β [CI]", "IQR β",
+                 "status of its pixels")]
+        for r in s["regions"]:
+            t, b = r.get("tau_median_s"), r.get("beta_median")
+            ci = (lambda v, d: f"{v[0]:.{d}g} [{v[1]:.{d}g}, {v[2]:.{d}g}]" if v and np.isfinite(v[0]) else "n/a")
+            rows.append((r["region"], str(r["pixels"]), str(r.get("ok", "")), ci(t, 3), _fmt(r.get("log10_tau_iqr"), 3),
+                         ci(b, 3), _fmt(r.get("beta_iqr"), 3), ", ".join(f"{k} {v}" for k, v in r["status"].items())))
+        out.append((f"Regions ({s['interval']})", rows))
+        sb = s["surface_bulk"]
+        if "tau_ratio" in sb:
+            out.append(("Surface vs bulk", [("quantity", "value", "CI", "permutation p"),
+                                            ("median τ surface / bulk", _fmt(sb["tau_ratio"]),
+                                             f"[{sb['tau_ratio_ci'][0]:.4g}, {sb['tau_ratio_ci'][1]:.4g}]",
+                                             _fmt(sb["p_value"], 3)),
+                                            ("IQR of log10 τ, surface - bulk", _fmt(sb["log10_tau_width_diff"]),
+                                             f"[{sb['log10_tau_width_diff_ci'][0]:.3g}, "
+                                             f"{sb['log10_tau_width_diff_ci'][1]:.3g}]", _fmt(sb["width_p_value"], 3))]))
+        else:
+            out.append(("Surface vs bulk", [("note",), (sb.get("note", "not compared"),)]))
     if "quality_of_ok_pixels" in s:
         out.append(("Quality flags (fraction of ok pixels)",
                     [("flag", "fraction")] + [(k, f"{v:.3f}") for k, v in s["quality_of_ok_pixels"].items()]))
@@ -343,12 +434,10 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
 
 
 def _pixel_row(maps, iy: int, ix: int) -> dict[str, Any]:
-    from ..kernels.kww import FIT_STATUS
-
     code = int(maps[S.STATUS].isel({S.Y: iy, S.X: ix}))
     return {"row": iy, "column": ix, "y_nm": float(maps[S.Y][iy]), "x_nm": float(maps[S.X][ix]),
             "tau_s": float(maps[S.TAU].isel({S.Y: iy, S.X: ix})),
-            "beta": float(maps[S.BETA].isel({S.Y: iy, S.X: ix})), "status": FIT_STATUS.get(code, str(code))}
+            "beta": float(maps[S.BETA].isel({S.Y: iy, S.X: ix})), "status": S.RESULT_STATUS.get(code, str(code))}
 
 
 def _json_default(v):
@@ -380,17 +469,26 @@ def _write_figures(P, tmp: Path, tree, maps, g2, series, pixels, mean_frames: in
         image = g2[S.MEAN_INTENSITY].load()
         save(P.plot_frame(image, title="mean intensity (from /g2; the series store is not available)"), "frame.png",
              "mean intensity over the used frames (from /g2)")
-    save(P.plot_maps(maps), "maps.png", "τ (log colours) and β, pixels whose fit is ok")
+    save(P.plot_maps(maps), "maps.png", "τ (log colours) and β, pixels whose status is ok")
     for name in (S.TAU, S.BETA):
-        save(P.plot_map(P.ok_only(maps, name)), f"{name}.png", f"{name} map, pixels whose fit is ok")
+        save(P.plot_map(P.ok_only(maps, name)), f"{name}.png", f"{name} map, pixels whose status is ok")
+    regions = tree[S.REGIONS_GROUP].to_dataset() if S.REGIONS_GROUP in tree.children else None
+    if regions is not None:
+        save(P.plot_regions(regions, maps[S.STATUS]), "regions.png",
+             "regions (vacuum, bulk, surface, crystal) and the status of every pixel (drift edges, static, ...)")
     if g2 is not None:
+        fit = tree[S.FIT_GROUP].to_dataset() if S.FIT_GROUP in tree.children else maps
+        fitted = fit.assign({S.STATUS: maps[S.STATUS]})  # the raw fit, labelled with the result status
         chosen = (choose_pixels(maps) if pixels is None
                   else [P.pixel_index(maps, float(y), float(x), "nm") for y, x in pixels])
         if chosen:
-            save(P.plot_g2_fits(g2, maps, chosen, units="pixel"), "g2_fits.png",
+            save(P.plot_g2_fits(g2, fitted, chosen, units="pixel"), "g2_fits.png",
                  "g2 of a few pixels with their KWW fits")
         shown.extend(chosen)
-    save(P.plot_histograms(maps), "histograms.png", "distributions of log10 τ and β over the ok pixels")
+    overlay = None if regions is None else {S.REGION_NAMES[c]: regions[S.REGION] == c
+                                            for c in (S.REGION_BULK, S.REGION_SURFACE)}
+    save(P.plot_histograms(maps, regions=overlay), "histograms.png",
+         "distributions of log10 τ and β over the ok pixels, bulk and surface overlaid (dotted: medians)")
     if S.DRIFT_GROUP in tree.children:
         save(P.plot_drift(tree[S.DRIFT_GROUP].to_dataset()), "drift.png", "drift trace")
     return figures, shown

@@ -1,9 +1,14 @@
 """Assemble ``results.zarr``: the labelled result store other tools and notebooks rely on (DESIGN §4).
 
-An xarray DataTree: the root holds the maps on the reference frame's pixel grid (``tau`` in s, ``beta``,
-``contrast``, ``baseline``, their errors, ``chi2``, ``status``, quality flags, ...), ``/g2`` the per-pixel
-g2 with its lags and pairs, ``/drift`` the shift trace with its reference ROI.  ``xr.open_zarr`` of the
-store gives the maps; ``xr.open_datatree(..., engine="zarr")`` the whole tree.
+An xarray DataTree (names in :mod:`ecm_dask.schema`, checked by :func:`ecm_dask.schema.validate_results`):
+
+- ``/``: the maps on the reference frame's pixel grid (``tau`` in s, ``beta``, ``contrast``, ``baseline``, their
+  errors, ``chi2``, ``status``, ``quality``).  A map holds a value only where ``status`` is ok: rejected fits,
+  artefacts (drift-swept edges, static pixels) and vacuum are NaN there, and ``status`` says why;
+- ``/fit``: the raw fit of every pixel whatever its status (experts: covariance, iterations, model-free τ, ...);
+- ``/artefacts``: the artefact screen (codes and diagnostics); ``/regions``: ``region`` and ``surface_distance``;
+- ``/distributions``: per-region statistics of log10 τ and β with bootstrap intervals, surface vs bulk;
+- ``/g2``: the per-pixel g2 with its lags and pairs; ``/drift``: the shift trace with its reference ROI.
 """
 
 from __future__ import annotations
@@ -11,30 +16,123 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
+from .. import schema as S
 from ..errors import StoreError
 from .checkpoint import checkpoint
 
 #: variables the root of every results store carries (the contract)
-ROOT_MAPS = ("tau", "beta", "contrast", "baseline", "tau_err", "beta_err", "chi2", "status")
+ROOT_MAPS = S.ROOT_MAPS
+
+
+def pixel_status(fit_status, g2_status, artefact, region, *, drift_edge_code: int, static_code: int) -> np.ndarray:
+    """The result status of every pixel (codes :data:`ecm_dask.schema.RESULT_STATUS`).
+
+    Precedence: unusable g2 (``bad input``) > ``vacuum`` > ``static`` (artefact screen, or the crystal region) >
+    ``drift edge`` > the fit's own status.
+    """
+    status = np.asarray(fit_status).astype(np.uint8).copy()
+    artefact = np.asarray(artefact)
+    region = np.asarray(region)
+    status[artefact == drift_edge_code] = S.STATUS_DRIFT_EDGE
+    status[(artefact == static_code) | (region == S.REGION_CRYSTAL)] = S.STATUS_STATIC
+    status[region == S.REGION_VACUUM] = S.STATUS_VACUUM
+    status[np.asarray(g2_status) != 0] = S.STATUS_BAD_INPUT
+    return status
+
+
+def root_maps(fit, g2, regions, artefacts):
+    """The root Dataset: the fit's value maps where the pixel status is ok, NaN elsewhere."""
+    import xarray as xr
+
+    from ..ops import artefacts as A
+
+    status = pixel_status(fit[S.STATUS].values, g2[S.STATUS].values, artefacts[S.ARTEFACT].values,
+                          regions[S.REGION].values, drift_edge_code=A.ARTEFACT_DRIFT_EDGE,
+                          static_code=A.ARTEFACT_STATIC)
+    ok = status == S.STATUS_OK
+    coords = {d: (d, np.asarray(fit[d].values), S.coord_attrs(d, d)) for d in (S.Y, S.X)}
+    root = xr.Dataset(coords=coords)
+    for name in S.ROOT_VALUE_MAPS:
+        if name not in fit:
+            raise StoreError(f"the fit stage has no map {name!r}; run the fit stage again")
+        v = np.asarray(fit[name].values, dtype=np.float32)
+        root[name] = ((S.Y, S.X), np.where(ok, v, np.float32(np.nan)), dict(fit[name].attrs))
+        if name in S.UNITS:
+            root[name].attrs[S.ATTR_UNITS] = S.UNITS[name]
+    root[S.STATUS] = ((S.Y, S.X), status, S.flag_attrs(S.RESULT_STATUS, "pixel status"))
+    quality = np.where(ok, np.asarray(fit[S.QUALITY].values), 0).astype(np.uint8)
+    root[S.QUALITY] = ((S.Y, S.X), quality, dict(fit[S.QUALITY].attrs))
+    if S.N_POOLED in fit:
+        root[S.N_POOLED] = ((S.Y, S.X), np.asarray(fit[S.N_POOLED].values), dict(fit[S.N_POOLED].attrs))
+    root.attrs.update({k: v for k, v in fit.attrs.items() if k not in ("ecm_dask_stage_key",)})
+    return root
+
+
+def distributions(root, regions, *, seed: int = 0, n_boot: int = 1000):
+    """Per-region statistics (bulk, surface, crystal) and the surface-vs-bulk comparison of the ok pixels."""
+    import xarray as xr
+
+    from ..analysis.distributions import compare_regions, region_statistics
+    from ..errors import InputError
+
+    stats = region_statistics(root, regions, n_boot=n_boot, seed=seed)
+    try:
+        cmp = compare_regions(root, regions, "surface", "bulk", n_boot=2 * n_boot, n_perm=2 * n_boot, seed=seed)
+    except InputError as err:  # too few ok pixels in one region: no comparison, say why
+        stats.attrs["comparison"] = f"surface vs bulk not compared: {err}"
+        return stats
+    cmp = cmp.rename({v: f"surface_bulk_{v}" for v in cmp.data_vars})
+    for v in cmp.data_vars:
+        cmp[v].attrs["long_name"] = f"surface vs bulk: {v.removeprefix('surface_bulk_')} (tau_ratio = median tau of " \
+                                    "surface / bulk; the others surface minus bulk)"
+    out = xr.merge([stats, cmp], combine_attrs="drop_conflicts")
+    out.attrs.update({"comparison": "surface vs bulk", "n_surface": cmp.attrs["n_a"], "n_bulk": cmp.attrs["n_b"]})
+    return out
+
+
+def _pixel_size(g2) -> float:
+    """Pixel size (nm) from the y/x coordinates of the g2 grid (pooled grids included)."""
+    for d in (S.X, S.Y):
+        c = np.asarray(g2[d].values, dtype=np.float64)
+        if c.size > 1:
+            return float(np.median(np.diff(c)))
+    return float(g2.attrs.get(S.ATTR_PIXEL_SIZE, np.nan))
 
 
 def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str | os.PathLike,
-                     drift: str | os.PathLike | None = None, *, overwrite: bool = False) -> Path:
-    """Write the result DataTree from the stage checkpoints (maps.zarr, g2.zarr, drift.zarr)."""
+                     drift: str | os.PathLike | None = None, *, screen: str | os.PathLike,
+                     overwrite: bool = False, attrs: dict | None = None) -> Path:
+    """Write the result DataTree from the stage checkpoints (maps.zarr, g2.zarr, screen.zarr, drift.zarr).
+
+    ``attrs`` (e.g. the run configuration and its fingerprint) are added to the root attributes.
+    """
     import xarray as xr
 
     from ..store.writer import provenance
+    from .screen import open_screen
 
-    root = xr.open_zarr(maps)
-    missing = [v for v in ROOT_MAPS if v not in root]
-    if missing:
-        raise StoreError(f"{maps} lacks the map(s) {missing}; run the fit stage again")
-    root.attrs = {**root.attrs, "provenance": provenance(), "stages": {
-        "maps": os.path.abspath(maps), "g2": os.path.abspath(g2),
-        "drift": os.path.abspath(drift) if drift is not None else None}}
-    groups = {"/": root, "/g2": xr.open_zarr(g2)}
+    fit = xr.open_zarr(maps).load()
+    g2_ds = xr.open_zarr(g2)
+    regions, artefacts = open_screen(screen)
+    root = root_maps(fit, g2_ds, regions, artefacts)
+    root.attrs.update({S.ATTR_FRAME_TIME: g2_ds.attrs.get(S.ATTR_FRAME_TIME),
+                       S.ATTR_PIXEL_SIZE: _pixel_size(g2_ds),
+                       S.ATTR_TEMPERATURE: g2_ds.attrs.get(S.ATTR_TEMPERATURE),
+                       S.ATTR_PROVENANCE: provenance(), "series": g2_ds.attrs.get("series"),
+                       "stages": {"maps": os.path.abspath(maps), "g2": os.path.abspath(g2),
+                                  "screen": os.path.abspath(screen),
+                                  "drift": os.path.abspath(drift) if drift is not None else None},
+                       **(attrs or {})})
+    for ds in (fit, regions, artefacts):
+        S.with_units(ds)
+    groups = {"/": root, f"/{S.G2_GROUP}": g2_ds, f"/{S.FIT_GROUP}": fit, f"/{S.ARTEFACTS_GROUP}": artefacts,
+              f"/{S.REGIONS_GROUP}": regions, f"/{S.DISTRIBUTIONS_GROUP}": distributions(root, regions)}
     if drift is not None:
-        groups["/drift"] = xr.open_zarr(drift)
+        groups[f"/{S.DRIFT_GROUP}"] = xr.open_zarr(drift)
+    tree = xr.DataTree.from_dict(groups)
+    S.validate_results(tree)
     with checkpoint(output, overwrite=overwrite) as partial:
-        xr.DataTree.from_dict(groups).to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
+        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
     return Path(output)

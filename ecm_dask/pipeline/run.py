@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .. import schema as S
 from ..errors import StoreError
 from .lock import run_lock
 
@@ -36,7 +37,7 @@ def default_report_dir(output: str | os.PathLike) -> Path:
 def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, reference_roi=None,
                  roi_units: str = "pixel", drift: bool = True, max_shift: float | None = None, margin: int = 16,
                  g2_options: dict[str, Any] | None = None, fit_options: dict[str, Any] | None = None,
-                 overwrite: bool = False, progress: bool = True) -> Path:
+                 surface_nm: float | None = None, overwrite: bool = False, progress: bool = True) -> Path:
     """Run drift estimation, g2, KWW fits and assemble ``results.zarr``.
 
     Parameters
@@ -50,6 +51,8 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     g2_options : passed to :func:`ecm_dask.ops.correlate` (method, points_per_octave, max_lag, normalization,
         bad_frames, shift_mode, pool, pool_mode, ...)
     fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter, model)
+    surface_nm : width of the surface band of the region map (nm; default
+        :data:`ecm_dask.pipeline.screen.SURFACE_NM`)
     overwrite : discard checkpoints of a different input or configuration (and an existing result)
     progress : progress bars
 
@@ -60,7 +63,7 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     output = Path(output)
     config, key = check_run(series_path, output, reference_roi=reference_roi, roi_units=roi_units, drift=drift,
                             max_shift=max_shift, margin=margin, g2_options=g2_options, fit_options=fit_options,
-                            overwrite=overwrite)
+                            surface_nm=surface_nm, overwrite=overwrite)
     with run_lock(output):
         return _run_locked(series_path, output, config, key, reference_roi=reference_roi, roi_units=roi_units,
                            drift=drift, max_shift=max_shift, margin=margin, g2_options=g2_options,
@@ -68,7 +71,7 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
 
 
 def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixel", drift: bool = True,
-              max_shift=None, margin: int = 16, g2_options=None, fit_options=None,
+              max_shift=None, margin: int = 16, g2_options=None, fit_options=None, surface_nm=None,
               overwrite: bool = False) -> tuple[dict, str]:
     """Everything that can refuse a run, checked before any work (or any cluster) starts: the series is
     complete and valid, no other run holds the output, the output and its stages belong to this input and
@@ -77,13 +80,19 @@ def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixe
     from .lock import check_unlocked
 
     output = Path(output)
+    from ..errors import ParameterError
     from ..ops.fit import check_fit_options
+    from .screen import SURFACE_NM
 
     open_series(series_path)  # validates: complete and well-formed, else a clear error
     check_fit_options(fit_options)
+    surface_nm = SURFACE_NM if surface_nm is None else surface_nm
+    if isinstance(surface_nm, bool) or not isinstance(surface_nm, (int, float)) or not 0 <= surface_nm < 1e4:
+        raise ParameterError(f"surface_nm (--surface-nm) must be a number of nm >= 0, got {surface_nm!r}")
     config = {"series": os.path.abspath(series_path), "reference_roi": _jsonable(reference_roi),
               "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
-              "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {})}
+              "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {}),
+              "surface_nm": float(surface_nm)}
     key = fingerprint({"series": store_key(series_path), "config": config})
     check_unlocked(output)
     problem = _conflict(output, key, overwrite)
@@ -120,6 +129,7 @@ def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_
     from .drift import run_drift
     from .fit import run_fit
     from .results import assemble_results
+    from .screen import run_screen
 
     work = stage_dir(output)
     saved = work / CONFIG_FILE
@@ -144,26 +154,16 @@ def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_
     if not done("g2.zarr"):
         run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2", progress=progress,
                **(g2_options or {}))
+    if not done("screen.zarr"):
+        run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if drift else None,
+                   surface_nm=config["surface_nm"], overwrite=True)
     if not done("maps.zarr"):
         run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit", progress=progress,
                 **(fit_options or {}))
-    result = assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
-                              overwrite=True)
-    _record_config(result, config, key)
-    return result
-
-
-def _record_config(result: Path, config: dict, key: str) -> None:
-    import warnings
-
-    import zarr
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        group = zarr.open_group(str(result), mode="r+")
-        group.attrs["run_config"] = config
-        group.attrs["run_fingerprint"] = key
-        zarr.consolidate_metadata(str(result))
+    # the configuration goes into the store before it is renamed into place: a result never lacks it
+    return assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
+                            screen=work / "screen.zarr", overwrite=True,
+                            attrs={S.ATTR_RUN_CONFIG: config, S.ATTR_RUN_FINGERPRINT: key})
 
 
 def _jsonable(value):

@@ -47,7 +47,7 @@ def assert_same_results(a: Path, b: Path) -> None:
     import xarray as xr
 
     ta, tb = xr.open_datatree(a, engine="zarr"), xr.open_datatree(b, engine="zarr")
-    for group in ("/", "/g2", "/drift"):
+    for group in ("/", "/g2", "/drift", "/fit", "/artefacts", "/regions", "/distributions"):
         da_, db_ = ta[group].to_dataset(), tb[group].to_dataset()
         assert sorted(da_.data_vars) == sorted(db_.data_vars), group
         for name in da_.data_vars:

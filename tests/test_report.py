@@ -181,7 +181,7 @@ def test_report_files_and_summary_numbers_match_the_store(store):
     summary = json.loads((out / "summary.json").read_text())
     status = maps[S.STATUS].values
     for row in summary["status"]:
-        assert row["pixels"] == int((status == row["code"]).sum()) and row["name"] == FIT_STATUS[row["code"]]
+        assert row["pixels"] == int((status == row["code"]).sum()) and row["name"] == S.RESULT_STATUS[row["code"]]
     assert sum(r["pixels"] for r in summary["status"]) == status.size
     ok = status == FIT_OK
     tau, beta = maps[S.TAU].values[ok], maps[S.BETA].values[ok]
@@ -197,13 +197,47 @@ def test_report_files_and_summary_numbers_match_the_store(store):
     assert summary["n_frames"] == 800 and summary["frame_time_s"] == 0.5 and summary["pixel_size_nm"] == PX
     # the page shows the same numbers
     md = (out / "report.md").read_text()
-    for code, name in FIT_STATUS.items():
+    for code, name in S.RESULT_STATUS.items():
         assert f"| {code} | {name} | {int((status == code).sum())} |" in md
     assert re.search(rf"\| tau \(s\) \| {ok.sum()} \| {float(np.median(tau)):.4g} \|", md)
     assert "| frames | 800 |" in md and "| pixel size (nm) | 0.33 |" in md
     page = (out / "report.html").read_text()
     srcs = re.findall(r"<img src='([^']+)'", page)
     assert sorted(srcs) == sorted(R.FIGURES) and all((out / s).is_file() for s in srcs)
+
+
+def test_report_shows_each_region_and_surface_vs_bulk_with_intervals(store):
+    out = store["report"].parent
+    summary = json.loads((out / "summary.json").read_text())
+    tree, maps = store["tree"], store["maps"]
+    region = tree["regions"][S.REGION].values
+    ok = maps[S.STATUS].values == FIT_OK
+    rows = {r["region"]: r for r in summary["regions"]}
+    md = (out / "report.md").read_text()
+    for code in (S.REGION_BULK, S.REGION_SURFACE):
+        name = S.REGION_NAMES[code]
+        tau = maps[S.TAU].values[ok & (region == code)]
+        r = rows[name]
+        assert r["pixels"] == int((region == code).sum()) and r["ok"] == tau.size
+        assert r["tau_median_s"][0] == pytest.approx(10 ** np.median(np.log10(tau.astype(float))), rel=1e-5)
+        assert r["tau_median_s"][1] <= r["tau_median_s"][0] <= r["tau_median_s"][2]
+        assert sum(r["status"].values()) == r["pixels"]
+        assert f"| {name} | {r['pixels']} | {r['ok']} | {r['tau_median_s'][0]:.3g} [" in md
+    sb = summary["surface_bulk"]
+    assert sb["tau_ratio"] == pytest.approx(rows["surface"]["tau_median_s"][0] / rows["bulk"]["tau_median_s"][0],
+                                            rel=1e-5)
+    assert sb["tau_ratio_ci"][0] <= sb["tau_ratio"] <= sb["tau_ratio_ci"][1]
+    assert "| median τ surface / bulk |" in md
+    # the region figure colours every pixel by its region and its status
+    fig = P.plot_regions(tree["regions"].to_dataset(), maps[S.STATUS])
+    images = {im.get_gid(): im for ax in fig.axes for im in ax.get_images()}
+    np.testing.assert_array_equal(images["regions"].get_array(), region)
+    drawn = np.asarray(images["status"].get_array())
+    for k, (_, members, _) in enumerate(P.STATUS_CLASSES):
+        assert np.all(drawn[np.isin(maps[S.STATUS].values, members)] == k)
+    # the CLI line of the run
+    text = R.region_summary(store["results"])
+    assert f"surface/bulk median tau ratio {sb['tau_ratio']:.3f}" in text
 
 
 def test_report_without_the_series_uses_the_g2_mean_intensity(store, tmp_path):

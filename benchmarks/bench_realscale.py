@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from _memory import MiB, RssSampler, stage  # noqa: E402
 
 PUBLISHED = {"ny": 631, "nx": 861, "frames": 4000, "g2_seconds": 5461.0}
-STAGES = ("cluster", "ingest", "drift", "g2", "fit", "results")
+STAGES = ("cluster", "ingest", "drift", "g2", "screen", "fit", "results")
 
 
 # ------------------------------------------------------------------------------------------ raw input
@@ -141,7 +141,7 @@ def run_mode(mode: str, args, params, raw: Path, workdir: Path, sampler: RssSamp
 
 def run_stages(series: Path, out: Path, stages: dict, sampler: RssSampler | None, *, reference_roi=None,
                drift: bool = True, progress: bool = False) -> Path:
-    """drift -> g2 -> fit -> results of ``ecm-dask run`` (same calls and defaults as
+    """drift -> g2 -> screen -> fit -> results of ``ecm-dask run`` (same calls and defaults as
     :func:`ecm_dask.pipeline.run.run_pipeline`), each timed into ``stages``; checkpoints in ``out/stages``."""
     import xarray as xr
 
@@ -149,6 +149,7 @@ def run_stages(series: Path, out: Path, stages: dict, sampler: RssSampler | None
     from ecm_dask.pipeline.drift import run_drift
     from ecm_dask.pipeline.fit import run_fit
     from ecm_dask.pipeline.results import assemble_results
+    from ecm_dask.pipeline.screen import run_screen
 
     work = out / "stages"
     shifts = None
@@ -159,11 +160,13 @@ def run_stages(series: Path, out: Path, stages: dict, sampler: RssSampler | None
             shifts = xr.open_zarr(work / "drift.zarr")["shift"].values
     with stage(stages, "g2", sampler):
         run_g2(series, work / "g2.zarr", shifts=shifts, progress=progress)
+    with stage(stages, "screen", sampler):
+        run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=work / "drift.zarr" if drift else None)
     with stage(stages, "fit", sampler):
         run_fit(work / "g2.zarr", work / "maps.zarr", progress=progress)
     with stage(stages, "results", sampler):
         assemble_results(out / "results.zarr", work / "maps.zarr", work / "g2.zarr",
-                         work / "drift.zarr" if drift else None)
+                         work / "drift.zarr" if drift else None, screen=work / "screen.zarr")
     return out / "results.zarr"
 
 

@@ -13,7 +13,7 @@ with the same parameters (a marker is written when one is complete); without --k
 successful run, after an error or Ctrl-C they are kept for the rerun (and a partial JSON is written).
 
 Then, on ONE LocalCluster of ``--workers`` single-threaded processes with ``--memory-limit`` each
-(``ecm_dask.cluster.connect("local", ...)``), the stages of ``ecm-dask run`` (drift -> g2 -> fit -> results,
+(``ecm_dask.cluster.connect("local", ...)``), the stages of ``ecm-dask run`` (drift -> g2 -> screen -> fit -> results,
 same calls as ``run_pipeline``) run for every size in turn.  Per size: wall time per stage and in all,
 pixel-frames per second, the peak RSS of each worker process (psutil every 0.2 s on the worker PIDs that
 ``client.run(os.getpid)`` returns) and of this process, and whether any worker restarted (worker addresses in
@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 from _memory import MiB, RssSampler  # noqa: E402
 from bench_realscale import run_stages, write_json  # noqa: E402
 
-PIPELINE_STAGES = ("drift", "g2", "fit", "results")
+PIPELINE_STAGES = ("drift", "g2", "screen", "fit", "results")
 
 
 def shape_for(size_gb: float, frames: int) -> tuple[int, int, int]:

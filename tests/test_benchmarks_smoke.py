@@ -44,7 +44,7 @@ def test_outofcore_toy(tmp_path, bench_path):
     assert size["shape"][0] == 200 and abs(size["nbytes"] - 2e6) < 2e4
     run = size["run"]
     assert run["error"] is None and not run["restarted"]
-    assert set(run["stages"]) == {"g2", "fit", "results"}  # random counts: no drift stage
+    assert set(run["stages"]) == {"g2", "screen", "fit", "results"}  # random counts: no drift stage
     (peak,) = run["peak_worker_rss_mib"].values()
     assert 50 < peak < 1000
     assert json.loads((tmp_path / "bench_outofcore.json").read_text())["sizes"][0]["px_frames_per_s"] > 0

@@ -150,6 +150,24 @@ def test_measured_two_time_map_is_not_stationary():
         assert twotime_stationarity(c, n_windows=n_windows)["slope"] > 0, n_windows
 
 
+def test_closed_form_two_time_maps_give_their_tau_per_age():
+    # C = 1 + 0.1 exp(-2 |t1 - t2| / tau(age)) + white noise: stationary (tau 40) and ageing (tau = 20 -> 80)
+    rng = np.random.default_rng(0)
+    n_t = 600
+    t1, t2 = np.meshgrid(np.arange(n_t), np.arange(n_t), indexing="ij")
+    noise = rng.normal(size=(n_t, n_t)) * 0.03
+    noise = (noise + noise.T) / np.sqrt(2)
+    for tau_of_age, flagged in ((lambda a: np.full_like(a, 40.0), False), (lambda a: 20.0 + 60.0 * a / n_t, True)):
+        c = 1.0 + 0.1 * np.exp(-2.0 * np.abs(t1 - t2) / tau_of_age(0.5 * (t1 + t2))) + noise
+        r = twotime_stationarity(c, frame_time=0.5)
+        assert r["non_stationary"] is flagged
+        assert r["beta"] == pytest.approx(1.0, abs=0.1) and r["baseline"] == pytest.approx(1.0, abs=2e-3)
+        truth = 0.5 * tau_of_age(r["age"] / 0.5)  # s
+        ok = np.isfinite(r["tau"])
+        assert ok.sum() >= 6
+        np.testing.assert_allclose(r["tau"][ok], truth[ok], rtol=0.2)
+
+
 def test_stationary_and_ageing_synthetic_two_time_maps():
     flagged = []
     for seed in range(6):  # stationary: tau 30 frames everywhere

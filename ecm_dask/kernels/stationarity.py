@@ -348,9 +348,12 @@ def _age_binned(c: np.ndarray, n_windows: int, n_blocks: int, edges: np.ndarray)
             w = np.minimum((age / width).astype(np.int64), n_windows - 1)
             blk = np.minimum(((age - w * width) / (width / n_blocks)).astype(np.int64), n_blocks - 1)
             ok = np.isfinite(d)
-            np.add.at(s[:, b], (w[ok], blk[ok]), d[ok])
-            np.add.at(sk[:, b], (w[ok], blk[ok]), float(k))
-            np.add.at(cnt[:, b], (w[ok], blk[ok]), 1.0)
+            idx = w[ok] * n_blocks + blk[ok]
+            size = n_windows * n_blocks
+            n_k = np.bincount(idx, minlength=size).reshape(n_windows, n_blocks)
+            s[:, b] += np.bincount(idx, weights=d[ok], minlength=size).reshape(n_windows, n_blocks)
+            sk[:, b] += k * n_k
+            cnt[:, b] += n_k
     return s, sk, cnt
 
 

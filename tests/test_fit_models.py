@@ -207,7 +207,7 @@ def test_run_fit_kww2_passes_the_one_term_maps(tmp_path, monkeypatch):
 
     truth, y, _ = _two_term(8, seed=11)
     path = tmp_path / "g2.zarr"
-    _g2_dataset(y).to_zarr(path)
+    _g2_dataset(y).to_zarr(path, zarr_format=3, consolidated=False)
     ref = fit_kww(xr.open_zarr(path), model="kww2").compute()
 
     def no_second_fit(*args, **kwargs):

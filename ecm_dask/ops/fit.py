@@ -194,7 +194,14 @@ def fit_labelled(curves, model: str = S.MODEL_KWW, *, sigma=None, pairs=None, bo
     Dataset over the leading dims of ``curves`` (coordinates kept): per parameter its value and ``*_err``
     (float32), ``chi2`` (reduced), ``n_iter``, ``status``; for ``kww`` also ``covariance (..., param, param2)``,
     ``tau_model_free`` and ``quality`` (uint8 bit flags, :data:`QUALITY_FLAGS`); for ``kww2`` ``f_statistic``,
-    ``f_pvalue`` and ``second_supported``.  Lazy (dask) when ``curves`` is.
+    ``f_pvalue`` and ``second_supported``.  Lazy (dask).
+
+    Raises
+    ------
+    ValueError
+        If ``curves`` is not a DataArray with a ``lag`` dim, ``sigma`` does not have its dims, the model is
+        unknown, or ``start1`` is given for the one-term model, lacks a variable or has other leading dims.
+        Bad curves never raise: they get a status code.
     """
     import xarray as xr
 

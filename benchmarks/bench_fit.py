@@ -13,6 +13,10 @@ lags, tau1 log-uniform in [1, 10] s, tau2/tau1 in [5, 30], fast fraction in [0.2
 A1 + A2 = 0.3, noise sigma = 0.003 sqrt(pairs[0]/pairs): ecm_dask.kernels.kww2.fit_kww2 (one thread; one
 one-term and five two-term LM fits per curve) against scipy curve_fit 'trf' (same bounds, started from the
 ``split`` start of fit_kww2) on a subset.
+
+Labelled fit (``--ops-pixels``): ecm_dask.ops.fit.fit_kww on a (y, x, lag) dataset of the same one-term curves
+(dask, synchronous scheduler, 128 x 128 blocks), and the pipeline's kww2 step (one-term maps, then the
+two-term fit started from them with ``start1=``) on an eighth of the pixels.
 """
 
 from __future__ import annotations
@@ -127,11 +131,42 @@ def bench_kww2(n, n_scipy, seed=1):
           f"(median |log10 tau2 err| {err_cf:.4f}) | ratio {rate / rate_cf:.1f}")
 
 
+def bench_ops(n_pix, seed=2):
+    """Pixels/s of the labelled fit (ops.fit.fit_kww) over a (y, x, lag) dataset, and of the pipeline's kww2 step."""
+    import dask
+    import xarray as xr
+
+    from ecm_dask.ops.fit import fit_kww
+
+    nx = 256
+    ny = max(1, n_pix // nx)
+    lag, pairs, g2, sigma, truth = make_curves(ny * nx, seed)
+    ds = xr.Dataset({"g2": (("y", "x", "lag"), g2.reshape(ny, nx, -1).astype(np.float32)),
+                     "pairs": ("lag", pairs.astype(np.float64))},
+                    coords={"lag": lag, "y": np.arange(ny), "x": np.arange(nx)},
+                    attrs={"frame_time_s": 0.5, "n_frames": 4000}).chunk({"y": 128, "x": 128})
+    with dask.config.set(scheduler="synchronous"):
+        fit_kww(ds.isel(y=slice(0, 4), x=slice(0, 4))).compute()  # compile
+        t0 = time.perf_counter()
+        fit_kww(ds).compute()
+        rate = ny * nx / (time.perf_counter() - t0)
+        sub = ds.isel(y=slice(0, max(1, ny // 8)))
+        t0 = time.perf_counter()
+        one = fit_kww(sub)
+        two = fit_kww(sub, model="kww2", start1=one)
+        xr.merge([one, two.rename({v: f"{v}_kww2" for v in two.data_vars if v in one})],
+                 combine_attrs="override").compute()
+        rate2 = sub.sizes["y"] * nx / (time.perf_counter() - t0)
+    print(f"labelled fit (ops.fit.fit_kww, dask synchronous): kww {rate:.3g} px/s on {ny * nx} px; "
+          f"pipeline kww + kww2 (start1) {rate2:.3g} px/s on {sub.sizes['y'] * nx} px")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--curves", type=int, default=100_000)
     ap.add_argument("--baseline-curves", type=int, default=2000)
     ap.add_argument("--kww2-curves", type=int, default=20_000)
+    ap.add_argument("--ops-pixels", type=int, default=65_536, help="labelled fit benchmark (0: skip)")
     args = ap.parse_args()
     lag, pairs, g2, sigma, truth = make_curves(args.curves)
     p0 = KW.initial_guess(g2, lag)
@@ -183,6 +218,8 @@ def main():
         print(f"{name:>36} {rate:10.3g} {rate / ref:8.1f} {err:23.4f} {fail:7.1%}")
     if args.kww2_curves > 0:
         bench_kww2(args.kww2_curves, min(nb, 300, args.kww2_curves))
+    if args.ops_pixels > 0:
+        bench_ops(args.ops_pixels)
 
 
 if __name__ == "__main__":

@@ -58,36 +58,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kww_numba as _nb
+from . import lm as _lm
+from .lm import (  # noqa: F401  (re-exported: the status codes and rules of every fit)
+    BOUND_RTOL,
+    CONTRAST_SIGMAS,
+    FIT_AT_BOUND,
+    FIT_BAD_INPUT,
+    FIT_NO_DECAY,
+    FIT_NOT_CONVERGED,
+    FIT_NOT_SUPPORTED,
+    FIT_OK,
+    FIT_STATUS,
+    FIT_STATUS2,
+    FIT_TOO_FAST,
+    FIT_TOO_FEW_POINTS,
+)
+from .models import (  # noqa: F401  (re-exported: default bounds and starting values of the model)
+    BASELINE_BOUNDS,
+    BETA_BOUNDS,
+    BETA_START,
+    CONTRAST_BOUNDS,
+    CONTRAST_FLOOR,
+    KWW,
+    TAU_MAX_OVER_LAST_LAG,
+    kww_model,
+)
+from .models import kww_default_bounds as default_bounds  # noqa: F401
+from .models import kww_guess_raw as _guess_raw
+from .models import kww_start_from_raw as _guess_from_raw
 
-PARAMS = ("baseline", "contrast", "tau", "beta")
-FIT_OK, FIT_NOT_CONVERGED, FIT_AT_BOUND, FIT_NO_DECAY, FIT_TOO_FAST, FIT_TOO_FEW_POINTS, FIT_BAD_INPUT = range(7)
-#: two-term fits only (:mod:`.kww2`): the second KWW component is not supported by the data
-FIT_NOT_SUPPORTED = 7
-FIT_STATUS = {
-    FIT_OK: "ok",
-    FIT_NOT_CONVERGED: "not converged",
-    FIT_AT_BOUND: "parameter at bound",
-    FIT_NO_DECAY: "no decay in lag window",
-    FIT_TOO_FAST: "decay faster than first lag",
-    FIT_TOO_FEW_POINTS: "too few points",
-    FIT_BAD_INPUT: "bad input",
-}
-#: status codes of the two-term fit (:func:`.kww2.fit_kww2`): those of the one-term fit and FIT_NOT_SUPPORTED
-FIT_STATUS2 = {**FIT_STATUS, FIT_NOT_SUPPORTED: "second component not supported"}
-
-#: default bounds (tau: first lag .. 10 x the series length, taken as 2 x the last lag)
-BETA_BOUNDS = (0.1, 2.5)
-CONTRAST_BOUNDS = (0.0, 10.0)
-BASELINE_BOUNDS = (-np.inf, np.inf)
-TAU_MAX_OVER_LAST_LAG = 20.0
-#: starting beta, and the floor of the starting contrast (relative to max(|baseline|, 1))
-BETA_START = 0.7
-CONTRAST_FLOOR = 1e-6
-#: a parameter this close (relative) to a bound is reported as at the bound
-BOUND_RTOL = 1e-6
-#: a contrast below this many standard errors is not significant
-CONTRAST_SIGMAS = 2.0
+PARAMS = KWW.params
 #: first points averaged for the starting contrast
 N_HEAD = 3
 
@@ -124,173 +124,6 @@ class KWWFit:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _curves(g2) -> np.ndarray:
-    y = np.asarray(g2)
-    if y.ndim == 1:
-        y = y[None, :]
-    if y.ndim != 2:
-        raise ValueError(f"g2 must be (N, L), got shape {y.shape}")
-    if y.dtype not in (np.float32, np.float64):
-        y = y.astype(np.float64)
-    return np.ascontiguousarray(y)
-
-
-def _lags(lag, n_lag: int) -> np.ndarray:
-    t = np.asarray(lag, dtype=np.float64)
-    if t.shape != (n_lag,):
-        raise ValueError(f"lag must have one entry per g2 point ({n_lag}), got shape {t.shape}")
-    tf = t[np.isfinite(t)]
-    if (tf <= 0).any():
-        raise ValueError("lags must be > 0 (lag 0 is never fitted)")
-    if (np.diff(tf) <= 0).any():
-        raise ValueError("lags must be strictly increasing")
-    return np.ascontiguousarray(t)
-
-
-def _lag_range(t: np.ndarray) -> tuple[float, float]:
-    tf = t[np.isfinite(t)]
-    return (float(tf[0]), float(tf[-1])) if tf.size else (np.nan, np.nan)
-
-
-def _per_pixel(value, n: int, name: str) -> np.ndarray:
-    v = np.asarray(value, dtype=np.float64)
-    if v.ndim == 0:
-        return np.full(n, float(v))
-    v = v.reshape(-1)
-    if v.shape != (n,):
-        raise ValueError(f"{name} must be a scalar or have one value per curve ({n}), got shape {v.shape}")
-    return v
-
-
-def _guess_raw(y: np.ndarray, t: np.ndarray, baseline) -> np.ndarray:
-    """(N, 4): baseline, raw contrast, crossing lag (NaN if none), number of finite points."""
-    base = np.full(y.shape[0], np.nan) if baseline is None else _per_pixel(baseline, y.shape[0], "baseline")
-    out = np.empty((y.shape[0], 4))
-    _nb.guess_batch(y, t, base, out)
-    return out
-
-
-def _guess_from_raw(raw: np.ndarray, lag_last: float) -> np.ndarray:
-    b, a, tau = raw[:, 0], raw[:, 1], raw[:, 2]
-    p = np.empty((raw.shape[0], 4))
-    p[:, _B] = b
-    with np.errstate(invalid="ignore"):
-        p[:, _A] = np.maximum(a, CONTRAST_FLOOR * np.maximum(np.abs(b), 1.0))
-    p[:, _TAU] = np.where(np.isfinite(tau), tau, 2.0 * lag_last)
-    p[:, _BETA] = BETA_START
-    p[raw[:, 3] == 0] = np.nan
-    return p
-
-
-def default_bounds(lag) -> dict:
-    """Default bounds for lags ``lag``: tau from the first lag to 20x the last (10x a series of 2x the
-    last lag), beta in [0.1, 2.5], contrast in [0, 10], baseline unbounded."""
-    first, last = _lag_range(np.asarray(lag, dtype=np.float64))
-    return {"baseline": BASELINE_BOUNDS, "contrast": CONTRAST_BOUNDS,
-            "tau": (first, TAU_MAX_OVER_LAST_LAG * last), "beta": BETA_BOUNDS}
-
-
-def _bounds(t: np.ndarray, bounds, defaults: dict | None = None, names=PARAMS,
-            taus=(_TAU,)) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) arrays in the order of ``names``: ``defaults`` (default: :func:`default_bounds`) overridden by
-    ``bounds``; ``taus`` are the indices of the relaxation times (must be positive)."""
-    b = default_bounds(t) if defaults is None else dict(defaults)
-    for key, value in (bounds or {}).items():
-        if key not in names:
-            raise ValueError(f"unknown parameter {key!r} in bounds; expected one of {names}")
-        lo, hi = value
-        b[key] = (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
-    lo = np.array([b[k][0] for k in names], dtype=np.float64)
-    hi = np.array([b[k][1] for k in names], dtype=np.float64)
-    if np.isfinite(t).any() and not (lo <= hi).all():
-        raise ValueError(f"bounds must have lo <= hi, got {dict(zip(names, zip(lo, hi)))}")
-    for j in taus:
-        if lo[j] < 0 or hi[j] <= 0:
-            raise ValueError("tau bounds must be positive")
-    return lo, hi
-
-
-def _fixed(fixed, baseline, n: int, names=PARAMS, taus=("tau",)) -> dict:
-    """Per-pixel values of the fixed parameters (``fixed`` and the ``baseline`` option), checked."""
-    out = {}
-    for key, value in (fixed or {}).items():
-        if key not in names:
-            raise ValueError(f"unknown parameter {key!r} in fixed; expected one of {names}")
-        out[key] = _per_pixel(value, n, f"fixed[{key!r}]")
-    if isinstance(baseline, str):
-        if baseline == "fixed":
-            value = 1.0
-        elif baseline == "free":
-            value = None
-        else:
-            raise ValueError(f"baseline must be 'free', 'fixed' or a number, got {baseline!r}")
-    else:
-        value = float(baseline)
-    if value is not None:
-        if "baseline" in out and not np.allclose(out["baseline"], value):
-            raise ValueError("baseline is fixed twice with different values (baseline= and fixed=)")
-        out["baseline"] = np.full(n, value)
-    for key in taus:
-        if key in out and not (out[key][np.isfinite(out[key])] > 0).all():
-            raise ValueError("a fixed tau must be > 0")
-    return out
-
-
-def _weights(sigma, pairs, y: np.ndarray) -> tuple[np.ndarray, bool]:
-    n, n_lag = y.shape
-    if sigma is not None:
-        sig = np.asarray(sigma, dtype=np.float64)
-        if sig.shape == (n_lag,):
-            sig = sig[None, :]
-        if sig.shape not in ((1, n_lag), (n, n_lag)):
-            raise ValueError(f"sigma must be (L,) or (N, L) = {(n, n_lag)}, got shape {np.shape(sigma)}")
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            w = np.where(np.isfinite(sig) & (sig > 0), 1.0 / (sig * sig), 0.0)
-        return np.ascontiguousarray(w), True
-    if pairs is not None:
-        pr = np.asarray(pairs, dtype=np.float64)
-        if pr.shape != (n_lag,):
-            raise ValueError(f"pairs must be (L,) = ({n_lag},), got shape {pr.shape}")
-        return np.where(np.isfinite(pr) & (pr > 0), pr, 0.0)[None, :], False
-    return np.ones((1, n_lag)), False
-
-
-def _to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points, absolute: bool, taus):
-    """Solver results -> external parameters (log tau -> tau, exactly on a bound when the solver was; fixed
-    values exactly), their covariance (by the Jacobian of log tau -> tau, scaled by the reduced chi2 unless
-    the weights were absolute), reduced chi2 and standard errors."""
-    params = th.copy()
-    jac = np.ones(th.shape)
-    for j in taus:
-        tau = np.exp(th[:, j])
-        params[:, j] = np.where(th[:, j] == lo_i[j], lo[j], np.where(th[:, j] == hi_i[j], hi[j], tau))
-        jac[:, j] = params[:, j]  # d tau / d log tau
-    fitted = np.isfinite(th).all(axis=1)
-    params[:, ~free] = np.where(fitted[:, None], start[:, ~free], np.nan)  # fixed values exactly
-    cov *= jac[:, :, None] * jac[:, None, :]
-    n_free = int(free.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2_red = chi2 / (n_points - n_free)
-        if not absolute:
-            cov *= chi2_red[:, None, None]
-        errors = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-    return params, cov, chi2_red, errors
-
-
-def _convergence_status(p, free, lo, hi, converged, rtol: float) -> np.ndarray:
-    """Status codes from the solver alone: ok, not converged, or a free parameter within ``rtol`` of a bound."""
-    status = np.full(p.shape[0], FIT_OK, dtype=np.uint8)
-    status[~np.asarray(converged, dtype=bool)] = FIT_NOT_CONVERGED
-    near = np.zeros(p.shape[0], dtype=bool)
-    with np.errstate(invalid="ignore"):
-        for j in np.flatnonzero(free):
-            for b in (lo[j], hi[j]):
-                if np.isfinite(b):
-                    near |= np.abs(p[:, j] - b) <= rtol * abs(b)
-    status[near] = FIT_AT_BOUND
-    return status
-
-
 def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contrast0, converged,
             bound_rtol=BOUND_RTOL):
     """Status codes from fit results (vectorised; the precedence of the module docstring).
@@ -303,7 +136,7 @@ def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contras
     n = params.shape[0]
     n_free = int(np.count_nonzero(free))
     p = params
-    status = _convergence_status(p, free, lo, hi, converged, bound_rtol)
+    status = _lm.convergence_status(p, free, lo, hi, converged, bound_rtol)
     with np.errstate(invalid="ignore"):
         no_decay = np.zeros(n, dtype=bool)
         if free[_TAU]:
@@ -320,26 +153,6 @@ def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contras
 
 
 # ---------------------------------------------------------------------------------------------- API
-def kww_model(lag, params) -> np.ndarray:
-    """KWW g2 model ``baseline + A exp(-2 (t / tau)^beta)``.
-
-    Parameters
-    ----------
-    lag : (L,) array of lags (same unit as tau)
-    params : (N, 4) or (4,) array of (baseline, contrast A, tau, beta)
-
-    Returns
-    -------
-    (N, L) float64 array (N = 1 for a single parameter set).
-    """
-    t = np.asarray(lag, dtype=np.float64)[None, :]
-    p = np.atleast_2d(np.asarray(params, dtype=np.float64))
-    if p.shape[-1] != 4:
-        raise ValueError(f"params must be (N, 4), got shape {p.shape}")
-    b, a, tau, beta = (p[:, j, None] for j in range(4))
-    return b + a * np.exp(-2.0 * (t / tau) ** beta)
-
-
 def mean_tau(tau, beta):
     """Mean relaxation time of a KWW decay, ``<tau> = integral of exp(-(t/tau)^beta) dt = tau Gamma(1/beta) / beta``.
 
@@ -383,9 +196,9 @@ def initial_guess(g2, lag, baseline_fixed=None) -> np.ndarray:
 
     Rows without a finite point are NaN.
     """
-    y = _curves(g2)
-    t = _lags(lag, y.shape[1])
-    return _guess_from_raw(_guess_raw(y, t, baseline_fixed), _lag_range(t)[1])
+    y = _lm.as_curves(g2)
+    t = _lm.check_lags(lag, y.shape[1])
+    return _guess_from_raw(_guess_raw(y, t, baseline_fixed), _lm.lag_range(t)[1])
 
 
 def smooth_curves(y: np.ndarray, window: int) -> np.ndarray:
@@ -424,8 +237,8 @@ def tau_crossing(g2, lag, baseline=None, smooth: int = 1) -> np.ndarray:
     (N,) float64 crossing lags (unit of ``lag``); NaN where the curve never falls below the level, where
     the contrast is not positive, or where there is no finite point.
     """
-    y = smooth_curves(_curves(g2), int(smooth))
-    t = _lags(lag, y.shape[1])
+    y = smooth_curves(_lm.as_curves(g2), int(smooth))
+    t = _lm.check_lags(lag, y.shape[1])
     return _guess_raw(y, t, baseline)[:, 2].copy()
 
 
@@ -456,46 +269,26 @@ def fit_kww(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baselin
         parameters, standard errors, covariance, reduced chi2, iterations and status codes (see the
         module docstring for their precedence).  Never raises for a bad curve: it gets a status code.
     """
-    y = _curves(g2)
+    y = _lm.as_curves(g2)
     n, n_lag = y.shape
-    t = _lags(lag, n_lag)
-    lag_first, lag_last = _lag_range(t)
-    lo, hi = _bounds(t, bounds)
-    fix = _fixed(fixed, baseline, n)
+    t = _lm.check_lags(lag, n_lag)
+    lag_first, lag_last = _lm.lag_range(t)
+    lo, hi = _lm.parse_bounds(t, bounds, default_bounds(t), PARAMS, KWW.taus)
+    fix = _lm.parse_fixed(fixed, baseline, n, PARAMS, KWW.tau_names)
     free = np.array([k not in fix for k in PARAMS])
-    w, absolute = _weights(sigma, pairs, y)
-    max_iter = int(max_iter)
-    if max_iter < 0 or not tol > 0:
-        raise ValueError("max_iter must be >= 0 and tol > 0")
+    w, absolute = _lm.weights(sigma, pairs, y)
+    max_iter = _lm.check_solver(max_iter, tol)
 
     raw = _guess_raw(y, t, fix.get("baseline"))
     start = _guess_from_raw(raw, lag_last)
     if p0 is not None:
-        user = np.broadcast_to(np.asarray(p0, dtype=np.float64), (n, 4))
-        with np.errstate(invalid="ignore"):
-            usable = np.isfinite(user) & ((np.arange(4) != _TAU) | (user > 0))
-        start = np.where(usable, user, start)
+        start = _lm.user_start(p0, start, KWW.taus)
     for key, value in fix.items():
         start[:, PARAMS.index(key)] = value
     unfixable = ~np.isfinite(start[:, ~free]).all(axis=1)  # a non-finite fixed value: not fitted
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        th0 = start.copy()
-        th0[:, _TAU] = np.log(start[:, _TAU])
-        s = np.log(t)
-        lo_i, hi_i = lo.copy(), hi.copy()
-        lo_i[_TAU], hi_i[_TAU] = np.log(lo[_TAU]), np.log(hi[_TAU])
-    th = np.empty((n, 4))
-    cov = np.empty((n, 4, 4))
-    chi2 = np.empty(n)
-    n_points = np.empty(n, dtype=np.int64)
-    n_iter = np.empty(n, dtype=np.int32)
-    conv = np.empty(n, dtype=np.bool_)
-    _nb.fit_batch(y, s, w, th0, free, lo_i, hi_i, max_iter, float(tol), th, cov, chi2, n_points, n_iter, conv)
-
-    n_points[unfixable] = 0
-    params, cov, chi2_red, errors = _to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points,
-                                                 absolute, (_TAU,))
-    status = _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], conv)
-    return KWWFit(params=params, errors=np.ascontiguousarray(errors), cov=cov, chi2_red=chi2_red,
-                  n_iter=n_iter, status=status)
+    res = _lm.solve(KWW.fit_batch, y, t, w, start, free, lo, hi, KWW.taus, max_iter, tol)
+    res.n_points[unfixable] = 0
+    params, cov, chi2_red, errors = _lm.to_external(res, start, free, lo, hi, absolute, KWW.taus)
+    status = _status(params, errors, res.n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], res.converged)
+    return KWWFit(params=params, errors=errors, cov=cov, chi2_red=chi2_red, n_iter=res.n_iter, status=status)

@@ -20,8 +20,9 @@ projection).  The order ``tau1 <= tau2`` is kept by exchanging the two component
 (e.g. ``fixed={"tau1": 5}``) the components are never exchanged and the order is not enforced.
 
 Starts.  The 7-parameter problem has local minima (a small fast component is easily traded for a very
-stretched one).  Every curve is first fitted with one KWW term (:func:`.kww.fit_kww`, same weights and
-fixed baseline), which gives ``(B, A, tau, beta)``; then the LM runs from each of :data:`N_STARTS` starts
+stretched one).  Every curve is first fitted with one KWW term (:func:`.kww.fit_kww`, same weights, fixed
+baseline and the user's bounds mapped by :func:`single_bounds`; or given as ``start1=``, e.g. a one-term fit
+the caller already has), which gives ``(B, A, tau, beta)``; then the LM runs from each of :data:`N_STARTS` starts
 built from it (:func:`starts_from_single`) and the solution of lowest chi2 is kept:
 
 * ``split``: ``A/2`` at ``tau/3`` and at ``3 tau``, betas 1;
@@ -79,9 +80,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from . import _kww2_numba as _nb2
-from . import kww as _k
-from .kww import (  # noqa: F401  (re-exported: same codes and meanings)
+from . import lm as _lm
+from .kww import KWWFit, fit_kww
+from .lm import (  # noqa: F401  (re-exported: same codes and meanings as the one-term fit)
     BOUND_RTOL,
     CONTRAST_SIGMAS,
     FIT_AT_BOUND,
@@ -94,8 +95,10 @@ from .kww import (  # noqa: F401  (re-exported: same codes and meanings)
     FIT_TOO_FAST,
     FIT_TOO_FEW_POINTS,
 )
+from .models import KWW2, kww2_model, kww_guess_raw, kww_start_from_raw  # noqa: F401  (kww2_model re-exported)
+from .models import kww2_default_bounds as default_bounds2  # noqa: F401  (public name of this module)
 
-PARAMS2 = ("baseline", "contrast1", "tau1", "beta1", "contrast2", "tau2", "beta2")
+PARAMS2 = KWW2.params
 #: components closer than this ratio of their taus are not separable
 TAU_RATIO_MIN = 1.5
 #: a component with less than this fraction of the total contrast is not a component (noise-free data
@@ -112,9 +115,9 @@ SLOW_START = (5.0, 0.05)
 N_STARTS = 2 + len(FAST_STARTS)
 
 _B, _A1, _T1, _BE1, _A2, _T2, _BE2 = range(7)
-_TAUS = (_T1, _T2)
+_TAUS = KWW2.taus
 #: component parameters (1, 2) exchanged by a swap
-_PAIRS = ((_A1, _A2), (_T1, _T2), (_BE1, _BE2))
+_PAIRS = KWW2.exchangeable
 
 
 @dataclass
@@ -150,35 +153,7 @@ class KWW2Fit:
     f_stat: np.ndarray
     p_value: np.ndarray
     supported: np.ndarray
-    single: _k.KWWFit
-
-
-def kww2_model(lag, params) -> np.ndarray:
-    """Two-KWW g2 model; ``params`` (N, 7) or (7,) as :data:`PARAMS2`; returns (N, L) float64."""
-    t = np.asarray(lag, dtype=np.float64)[None, :]
-    p = np.atleast_2d(np.asarray(params, dtype=np.float64))
-    if p.shape[-1] != 7:
-        raise ValueError(f"params must be (N, 7), got shape {p.shape}")
-    b, a1, t1, b1, a2, t2, b2 = (p[:, j, None] for j in range(7))
-    return b + a1 * np.exp(-2.0 * (t / t1) ** b1) + a2 * np.exp(-2.0 * (t / t2) ** b2)
-
-
-def default_bounds2(lag) -> dict:
-    """Default bounds: those of :func:`.kww.default_bounds` for both components."""
-    b = _k.default_bounds(lag)
-    out = {"baseline": b["baseline"]}
-    for c in "12":
-        for key in ("contrast", "tau", "beta"):
-            out[key + c] = b[key]
-    return out
-
-
-def _bounds2(t: np.ndarray, bounds) -> tuple[np.ndarray, np.ndarray]:
-    return _k._bounds(t, bounds, default_bounds2(t), PARAMS2, _TAUS)
-
-
-def _fixed2(fixed, baseline, n: int) -> dict:
-    return _k._fixed(fixed, baseline, n, PARAMS2, ("tau1", "tau2"))
+    single: KWWFit
 
 
 def starts_from_single(single: np.ndarray) -> np.ndarray:
@@ -207,7 +182,7 @@ def components_separable(params, errors, lag, fixed=()) -> np.ndarray:
     (their values count as known: not tested)."""
     p = np.atleast_2d(params)
     e = np.atleast_2d(errors)
-    last = _k._lag_range(np.asarray(lag, dtype=np.float64))[1]
+    last = _lm.lag_range(lag)[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.ones(p.shape[0], dtype=bool)
         if "tau1" not in fixed or "tau2" not in fixed:
@@ -224,7 +199,7 @@ def components_separable(params, errors, lag, fixed=()) -> np.ndarray:
 def _status2(params, errors, cov, n_points, free, lo, hi, lag_first, lag_last, contrast0, converged, supported,
              single_status):
     p = params
-    status = _k._convergence_status(p, free, lo, hi, converged, BOUND_RTOL)
+    status = _lm.convergence_status(p, free, lo, hi, converged, BOUND_RTOL)
     with np.errstate(invalid="ignore"):
         for j in _TAUS:
             if free[j]:
@@ -256,88 +231,102 @@ def f_test(chi2_1, chi2_2, n_points, n_free1: int, n_free2: int):
     return f, p
 
 
-def _run(y, s, w, th0, free, lo_i, hi_i, swap, max_iter, tol):
-    n = y.shape[0]
-    th = np.empty((n, 7))
-    cov = np.empty((n, 7, 7))
-    chi2 = np.empty(n)
-    n_points = np.empty(n, dtype=np.int64)
-    n_iter = np.empty(n, dtype=np.int32)
-    conv = np.empty(n, dtype=np.bool_)
-    _nb2.fit_batch(y, s, w, th0, free, lo_i, hi_i, swap, max_iter, float(tol), th, cov, chi2, n_points, n_iter,
-                   conv)
-    return th, cov, chi2, n_points, n_iter, conv
+def single_bounds(bounds, lag) -> dict:
+    """Bounds of the one-term fit that starts :func:`fit_kww2`, from the two-term ``bounds``.
+
+    Only what the user bounded is passed on (else the one-term defaults apply): ``baseline`` as it is;
+    ``tau``, ``beta`` from the smaller low and the larger high bound of the two components (the bound given
+    or the default of the other one); ``contrast`` from the smaller low bound and the sum of the high
+    bounds.  One-term names (``tau``, ...) are not accepted here: give ``tau1``/``tau2``.
+
+    Parameters
+    ----------
+    bounds : dict of :data:`PARAMS2` names -> (lo, hi) (None = unbounded side), or None
+    lag : (L,) lags (for the defaults)
+
+    Returns
+    -------
+    dict of one-term names (:data:`.kww.PARAMS`) -> (lo, hi)
+    """
+    lo, hi = _lm.parse_bounds(np.asarray(lag, dtype=np.float64), bounds, default_bounds2(lag), PARAMS2, _TAUS)
+    given = set(bounds or {})
+    out = {}
+    if "baseline" in given:
+        out["baseline"] = (lo[_B], hi[_B])
+    for key, (i, j) in (("contrast", (_A1, _A2)), ("tau", (_T1, _T2)), ("beta", (_BE1, _BE2))):
+        if {key + "1", key + "2"} & given:
+            top = hi[i] + hi[j] if key == "contrast" else max(hi[i], hi[j])
+            out[key] = (min(lo[i], lo[j]), top)
+    return out
 
 
 def fit_kww2(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baseline="free", max_iter=200,
-             tol=1e-10, p0=None, alpha=SELECTION_ALPHA) -> KWW2Fit:
+             tol=1e-10, p0=None, alpha=SELECTION_ALPHA, start1: KWWFit | None = None) -> KWW2Fit:
     """Fit ``g2 = baseline + A1 exp(-2 (t/tau1)^beta1) + A2 exp(-2 (t/tau2)^beta2)`` to every curve and test
     the second component against one KWW term.
 
     Parameters as :func:`.kww.fit_kww`, with the names of :data:`PARAMS2` in ``bounds`` and ``fixed``
     (defaults: :func:`default_bounds2`), and ``p0`` (7,) or (N, 7) (then the only start; its non-finite
-    entries from the ``split`` start).  ``alpha``: F-test level of the model selection.  Returns a
-    :class:`KWW2Fit` (``tau1 <= tau2`` when the components are interchangeable, see the module
+    entries from the ``split`` start).  ``alpha``: F-test level of the model selection.
+
+    start1 : :class:`.kww.KWWFit`, optional
+        The one-term fit of the same curves with the same weights (``sigma``/``pairs``) and the same fixed
+        baseline, e.g. from an earlier :func:`.kww.fit_kww` call: its parameters build the starts, its chi2
+        is the null model of the F-test, and it is returned as :attr:`KWW2Fit.single`.  Default: fitted
+        here with the same weights, fixed baseline, ``max_iter`` and the bounds of :func:`single_bounds`.
+
+    Returns a :class:`KWW2Fit` (``tau1 <= tau2`` when the components are interchangeable, see the module
     docstring); never raises for a bad curve: it gets a status code.
     """
-    y = _k._curves(g2)
+    y = _lm.as_curves(g2)
     n, n_lag = y.shape
-    t = _k._lags(lag, n_lag)
-    lag_first, lag_last = _k._lag_range(t)
-    lo, hi = _bounds2(t, bounds)
-    fix = _fixed2(fixed, baseline, n)
+    t = _lm.check_lags(lag, n_lag)
+    lag_first, lag_last = _lm.lag_range(t)
+    lo, hi = _lm.parse_bounds(t, bounds, default_bounds2(t), PARAMS2, _TAUS)
+    fix = _lm.parse_fixed(fixed, baseline, n, PARAMS2, KWW2.tau_names)
     free = np.array([k not in fix for k in PARAMS2])
-    w, absolute = _k._weights(sigma, pairs, y)
-    max_iter = int(max_iter)
-    if max_iter < 0 or not tol > 0:
-        raise ValueError("max_iter must be >= 0 and tol > 0")
+    w, absolute = _lm.weights(sigma, pairs, y)
+    max_iter = _lm.check_solver(max_iter, tol)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
-    raw = _k._guess_raw(y, t, fix.get("baseline"))
-    one = _k.fit_kww(y, t, sigma=sigma, pairs=pairs, max_iter=max_iter,
-                     fixed={"baseline": fix["baseline"]} if "baseline" in fix else None)
-    p1 = np.where(np.isfinite(one.params).all(axis=1)[:, None], one.params, _k._guess_from_raw(raw, lag_last))
+    raw = kww_guess_raw(y, t, fix.get("baseline"))
+    if start1 is None:
+        one = fit_kww(y, t, sigma=sigma, pairs=pairs, max_iter=max_iter, bounds=single_bounds(bounds, t),
+                      fixed={"baseline": fix["baseline"]} if "baseline" in fix else None)
+    else:
+        if not isinstance(start1, KWWFit):
+            raise ValueError(f"start1 must be the KWWFit of a one-term fit of the same curves, got {type(start1)}")
+        if np.shape(start1.params) != (n, 4):
+            raise ValueError(f"start1 must hold one one-term fit per curve ({n}, 4), got {np.shape(start1.params)}")
+        one = start1
+    p1 = np.asarray(one.params, dtype=np.float64)
+    p1 = np.where(np.isfinite(p1).all(axis=1)[:, None], p1, kww_start_from_raw(raw, lag_last))
     starts = starts_from_single(p1)
     if p0 is not None:
-        user = np.broadcast_to(np.asarray(p0, dtype=np.float64), (n, 7))
-        with np.errstate(invalid="ignore"):
-            usable = np.isfinite(user) & (~np.isin(np.arange(7), _TAUS) | (user > 0))
-        starts = np.where(usable, user, starts[0])[None]
+        starts = _lm.user_start(p0, starts[0], _TAUS)[None]
     for key, value in fix.items():
         starts[:, :, PARAMS2.index(key)] = value
     start = starts[0]
     unfixable = ~np.isfinite(start[:, ~free]).all(axis=1)
     swap = all(free[a] and free[b] and lo[a] == lo[b] and hi[a] == hi[b] for a, b in _PAIRS)
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo_i, hi_i = lo.copy(), hi.copy()
-        th0 = starts.copy()
-        for j in _TAUS:
-            th0[:, :, j] = np.log(starts[:, :, j])
-            lo_i[j], hi_i[j] = np.log(lo[j]), np.log(hi[j])
-        s = np.log(t)
     best = None
-    for th0_k in th0:  # keep the lowest chi2 over the starts
-        res = _run(y, s, w, np.ascontiguousarray(th0_k), free, lo_i, hi_i, swap, max_iter, tol)
-        if best is None:
-            best = res
-            continue
-        better = res[2] < best[2]
-        best = tuple(np.where(better.reshape((-1,) + (1,) * (b.ndim - 1)), r, b) for b, r in zip(best, res))
-    th, cov, chi2, n_points, n_iter, conv = best
+    for start_k in starts:  # keep the lowest chi2 over the starts
+        res = _lm.solve(KWW2.fit_batch, y, t, w, start_k, free, lo, hi, _TAUS, max_iter, tol, reorder=swap)
+        best = res if best is None else _lm.best_of(best, res)
+    n_points = best.n_points
     n_points[unfixable] = 0
-    params, cov, chi2_red, errors = _k._to_external(th, start, free, lo, hi, lo_i, hi_i, cov, chi2, n_points,
-                                                    absolute, _TAUS)
+    params, cov, chi2_red, errors = _lm.to_external(best, start, free, lo, hi, absolute, _TAUS)
     n_free = int(free.sum())
     n_free1 = 3 if "baseline" in fix else 4
     with np.errstate(invalid="ignore"):
-        chi2_1 = one.chi2_red * (n_points - n_free1)
-    f_stat, p_value = f_test(chi2_1, chi2, n_points, n_free1, n_free)
+        chi2_1 = np.asarray(one.chi2_red, dtype=np.float64) * (n_points - n_free1)
+    f_stat, p_value = f_test(chi2_1, best.chi2, n_points, n_free1, n_free)
     fixed_names = [k for k, f in zip(PARAMS2, free) if not f]
     with np.errstate(invalid="ignore"):
         supported = (p_value < alpha) & components_separable(params, errors, t, fixed_names)
-    status = _status2(params, errors, cov, n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], conv, supported,
-                      one.status)
-    return KWW2Fit(params=params, errors=np.ascontiguousarray(errors), cov=cov, chi2_red=chi2_red,
-                   n_iter=n_iter, status=status, f_stat=f_stat, p_value=p_value, supported=supported, single=one)
+    status = _status2(params, errors, cov, n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], best.converged,
+                      supported, np.asarray(one.status))
+    return KWW2Fit(params=params, errors=errors, cov=cov, chi2_red=chi2_red, n_iter=best.n_iter, status=status,
+                   f_stat=f_stat, p_value=p_value, supported=supported, single=one)

@@ -22,8 +22,10 @@ def run_fit(g2_path: str | os.PathLike, output: str | os.PathLike, *, overwrite:
     maps = fit_kww(g2, **{**options, "model": S.MODEL_KWW})
     if options.get("model", S.MODEL_KWW) == S.MODEL_KWW2:
         # the one-term maps stay the result's contract (tau, beta, ...); the two-term maps join them, names
-        # that both models use (baseline, chi2, status, ...) with the suffix _kww2
-        two = fit_kww(g2, **options)
+        # that both models use (baseline, chi2, status, ...) with the suffix _kww2.  The two-term fit starts
+        # from the one-term maps (same g2, weights, bounds) instead of fitting one term a second time; both
+        # are computed in the same block tasks.
+        two = fit_kww(g2, **options, start1=maps)
         maps = xr.merge([maps, two.rename({v: f"{v}_kww2" for v in two.data_vars if v in maps})],
                         combine_attrs="override")
     maps.attrs["g2"] = os.path.abspath(g2_path)

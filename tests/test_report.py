@@ -17,7 +17,7 @@ from ecm_dask import plot as P
 from ecm_dask import schema as S
 from ecm_dask.cli import main
 from ecm_dask.errors import InputError, StoreError
-from ecm_dask.kernels.kww import FIT_OK, FIT_STATUS, PARAMS, kww_model
+from ecm_dask.kernels.kww import FIT_OK, PARAMS, kww_model
 from ecm_dask.pipeline import report as R
 from ecm_dask.pipeline.run import run_pipeline
 from ecm_dask.synth import SynthParams, write_synthetic_series

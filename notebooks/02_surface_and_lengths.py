@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from ecm_dask import schema as S
-from ecm_dask.analysis import classify, compare_regions, map_correlation_length, region_statistics
+from ecm_dask.analysis import compare_regions, map_correlation_length, region_statistics
 from ecm_dask.kernels.kww import FIT_OK
 from ecm_dask.pipeline.run import run_pipeline
 from ecm_dask.synth import SynthParams, truth_dataset, write_synthetic_series

@@ -180,6 +180,11 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="size of one (time, y, x) block of the g2 stage: the unit of work and of resume")
 @click.option("--surface-nm", type=click.FloatRange(0.0, 1e4), default=1.0, show_default=True,
               help="width of the surface band of the region map, nm (wire pixels this close to vacuum)")
+@click.option("--adaptive-radius", type=click.IntRange(0, 16), default=3, show_default=True,
+              help="average each pixel's g2 with same-region neighbours of compatible tau within this many pixels "
+                   "before fitting (full resolution kept; 0 = plain per-pixel fits)")
+@click.option("--adaptive-tol", type=click.FloatRange(0.0, 10.0), default=0.4, show_default=True,
+              help="largest |log10 tau| difference of a pooled neighbour (decades)")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
@@ -189,7 +194,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.pass_context
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
-        normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
+        normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, adaptive_radius, adaptive_tol,
+        report_dir, no_report, cluster, workers, threads, memory_limit, profile,
         profiles_file, local_directory, tls, host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
     /regions, /distributions, /artefacts, /g2, /drift).
@@ -208,7 +214,8 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     if model != "kww":
         fit_options = {**fit_options, "model": model}
     options = dict(reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift, max_shift=max_shift,
-                   g2_options=g2_options, fit_options=fit_options, surface_nm=surface_nm, overwrite=overwrite)
+                   g2_options=g2_options, fit_options=fit_options, surface_nm=surface_nm,
+                   pooling={"radius": adaptive_radius, "tol": adaptive_tol}, overwrite=overwrite)
     check_run(series, output, **options)  # refuse before starting a cluster
     with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
         path = run_pipeline(series, output, progress=not quiet, **options)

@@ -37,7 +37,8 @@ def default_report_dir(output: str | os.PathLike) -> Path:
 def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, reference_roi=None,
                  roi_units: str = "pixel", drift: bool = True, max_shift: float | None = None, margin: int = 16,
                  g2_options: dict[str, Any] | None = None, fit_options: dict[str, Any] | None = None,
-                 surface_nm: float | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+                 surface_nm: float | None = None, pooling: dict[str, Any] | None = None, overwrite: bool = False,
+                 progress: bool = True) -> Path:
     """Run drift estimation, g2, KWW fits and assemble ``results.zarr``.
 
     Parameters
@@ -53,6 +54,8 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter, model)
     surface_nm : width of the surface band of the region map (nm; default
         :data:`ecm_dask.pipeline.screen.SURFACE_NM`)
+    pooling : adaptive pooling of g2 curves before the fit, ``{"radius": px, "tol": decades, "passes": n}``
+        (defaults :data:`ecm_dask.pipeline.fit.DEFAULT_POOLING`; ``radius=0``: plain per-pixel fits)
     overwrite : discard checkpoints of a different input or configuration (and an existing result)
     progress : progress bars
 
@@ -63,7 +66,7 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     output = Path(output)
     config, key = check_run(series_path, output, reference_roi=reference_roi, roi_units=roi_units, drift=drift,
                             max_shift=max_shift, margin=margin, g2_options=g2_options, fit_options=fit_options,
-                            surface_nm=surface_nm, overwrite=overwrite)
+                            surface_nm=surface_nm, pooling=pooling, overwrite=overwrite)
     with run_lock(output):
         return _run_locked(series_path, output, config, key, reference_roi=reference_roi, roi_units=roi_units,
                            drift=drift, max_shift=max_shift, margin=margin, g2_options=g2_options,
@@ -72,7 +75,7 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
 
 def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixel", drift: bool = True,
               max_shift=None, margin: int = 16, g2_options=None, fit_options=None, surface_nm=None,
-              overwrite: bool = False) -> tuple[dict, str]:
+              pooling=None, overwrite: bool = False) -> tuple[dict, str]:
     """Everything that can refuse a run, checked before any work (or any cluster) starts: the series is
     complete and valid, no other run holds the output, the output and its stages belong to this input and
     configuration (or ``overwrite``).  Returns the run configuration and its fingerprint."""
@@ -92,13 +95,37 @@ def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixe
     config = {"series": os.path.abspath(series_path), "reference_roi": _jsonable(reference_roi),
               "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
               "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {}),
-              "surface_nm": float(surface_nm)}
+              "surface_nm": float(surface_nm), "pooling": check_pooling(pooling)}
     key = fingerprint({"series": store_key(series_path), "config": config})
     check_unlocked(output)
     problem = _conflict(output, key, overwrite)
     if problem:
         raise StoreError(problem)
     return config, key
+
+
+def check_pooling(pooling: dict | None) -> dict:
+    """The adaptive pooling options with defaults, or a :class:`ParameterError` naming the bad one."""
+    import math
+
+    from ..errors import ParameterError
+    from .fit import DEFAULT_POOLING
+
+    if pooling is not None and not isinstance(pooling, dict):
+        raise ParameterError(f"pooling must be a mapping of radius, tol, passes, got {pooling!r}")
+    unknown = sorted(set(pooling or {}) - set(DEFAULT_POOLING))
+    if unknown:
+        raise ParameterError(f"unknown pooling option(s) {unknown}; known: {sorted(DEFAULT_POOLING)}")
+    out = {**DEFAULT_POOLING, **(pooling or {})}
+    for name, hi in (("radius", 16), ("passes", 5)):
+        v = out[name]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+            raise ParameterError(f"pooling {name} (--adaptive-{name}) must be a whole number in [0, {hi}], got {v!r}")
+    tol = out["tol"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and 0 <= tol <= 10):
+        raise ParameterError(f"pooling tol (--adaptive-tol) must be a number of decades in [0, 10], got {tol!r}")
+    out["tol"] = float(tol)
+    return out
 
 
 def _conflict(output: Path, key: str, overwrite: bool) -> str | None:
@@ -159,7 +186,7 @@ def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_
                    surface_nm=config["surface_nm"], overwrite=True)
     if not done("maps.zarr"):
         run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit", progress=progress,
-                **(fit_options or {}))
+                screen_path=work / "screen.zarr", pooling=config["pooling"], **(fit_options or {}))
     # the configuration goes into the store before it is renamed into place: a result never lacks it
     return assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
                             screen=work / "screen.zarr", overwrite=True,

@@ -124,3 +124,16 @@ def test_the_validator_names_each_breach(tree):
     del t["regions"]
     with pytest.raises(ValidationError, match="no group /regions"):
         S.validate_results(t)
+
+
+def test_large_maps_are_thinned_to_a_regular_sub_grid_for_the_intervals(tree, monkeypatch):
+    from ecm_dask.pipeline import results as R
+
+    root, regions = tree.to_dataset(), tree["regions"].to_dataset()
+    n_ok = int((root[S.STATUS].values == S.STATUS_OK).sum())
+    monkeypatch.setattr(R, "MAX_STAT_PIXELS", n_ok // 4 + 1)  # stride ceil(sqrt(< 4)) = 2
+    dist = R.distributions(root, regions, n_boot=200)
+    assert dist.attrs["grid_stride"] == 2
+    sub = root[S.STATUS].values[::2, ::2] == S.STATUS_OK
+    region = regions[S.REGION].values[::2, ::2]
+    assert int(dist["n"].sel(region="bulk")) == int((sub & (region == S.REGION_BULK)).sum())

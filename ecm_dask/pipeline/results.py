@@ -70,16 +70,33 @@ def root_maps(fit, g2, regions, artefacts):
     return root
 
 
+#: above this many ok pixels the statistics use a regular sub-grid (every k-th row and column): bootstrap and
+#: permutation costs grow with the pixel count, and neighbouring pixels are correlated anyway (pooling, domains)
+MAX_STAT_PIXELS = 20_000
+
+
 def distributions(root, regions, *, seed: int = 0, n_boot: int = 1000):
-    """Per-region statistics (bulk, surface, crystal) and the surface-vs-bulk comparison of the ok pixels."""
+    """Per-region statistics (bulk, surface, crystal) and the surface-vs-bulk comparison of the ok pixels.
+
+    Maps with more than :data:`MAX_STAT_PIXELS` ok pixels are thinned to every k-th row and column first (k in the
+    ``grid_stride`` attribute), which keeps the cost of the intervals bounded at any frame size.
+    """
+    import math
+
     import xarray as xr
 
     from ..analysis.distributions import compare_regions, region_statistics
     from ..errors import InputError
 
+    n_ok = int(np.count_nonzero(np.asarray(root[S.STATUS].values) == S.STATUS_OK))
+    k = max(1, math.ceil(math.sqrt(n_ok / MAX_STAT_PIXELS)))
+    if k > 1:
+        thin = {S.Y: slice(None, None, k), S.X: slice(None, None, k)}
+        root, regions = root.isel(thin), regions.isel(thin)
     stats = region_statistics(root, regions, n_boot=n_boot, seed=seed)
+    stats.attrs["grid_stride"] = k
     try:
-        cmp = compare_regions(root, regions, "surface", "bulk", n_boot=2 * n_boot, n_perm=2 * n_boot, seed=seed)
+        cmp = compare_regions(root, regions, "surface", "bulk", n_boot=n_boot, n_perm=n_boot, seed=seed)
     except InputError as err:  # too few ok pixels in one region: no comparison, say why
         stats.attrs["comparison"] = f"surface vs bulk not compared: {err}"
         return stats

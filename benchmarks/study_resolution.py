@@ -9,6 +9,7 @@ wire   the stored g2 of synthetic wires (``--workdir``, made by ``benchmarks/stu
        over the classified regions against the truth at the same pixels, and the time of pooling + fits.
 step   two-domain phantom (tau 10 | 40 frames, straight boundary): the 10-90 % width of the column-median log tau
        profile, unpooled and pooled.
+speed  the labelled adaptive fit (pooling + fits) on a 384 x 512 map tiled from a wire case, dask threads.
 
 Run: ``PYTHONPATH=. .venv/bin/python benchmarks/study_resolution.py [--only wire step] [--workdir /tmp/ecm_maps]``
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = [  # name, radius, tol (decades), passes, shared beta
+VARIANTS = [  # name, radius, tol (decades), passes, shared beta | "uniform" weights | "model-free" tau test
     ("unpooled", 0, 0.0, 1, False),
     ("r1 tol0.3", 1, 0.3, 1, False),
     ("r2 tol0.3", 2, 0.3, 1, False),
@@ -29,12 +30,17 @@ VARIANTS = [  # name, radius, tol (decades), passes, shared beta
     ("r2 tol0.5", 2, 0.5, 1, False),
     ("r2 no tol", 2, 10.0, 1, False),
     ("r3 tol0.3 x2", 3, 0.3, 2, False),
-    ("r3 tol0.4 x2 (default)", 3, 0.4, 2, False),
+    ("r3 tol0.4 x2", 3, 0.4, 2, False),
     ("r3 tol0.4 x3", 3, 0.4, 3, False),
     ("r3 tol0.5 x2", 3, 0.5, 2, False),
     ("r4 tol0.4 x2", 4, 0.4, 2, False),
     ("r3 tol0.4 x2 beta", 3, 0.4, 2, True),
     ("r3 tol0.4 x2 uniform w", 3, 0.4, 2, "uniform"),
+    ("mf r3 tol0.4 x2", 3, 0.4, 2, "model-free"),
+    ("mf r3 tol0.3 x2", 3, 0.3, 2, "model-free"),
+    ("mf r3 tol0.35 x2", 3, 0.35, 2, "model-free"),
+    ("mf r4 tol0.3 x2", 4, 0.3, 2, "model-free"),
+    ("mf r3 tol0.3 x3 (default)", 3, 0.3, 3, "model-free"),
 ]
 
 
@@ -71,12 +77,25 @@ def neighbourhood_median(values, labels, radius):
 
 
 def adaptive_fit(g2, lag, pairs, labels, radius, tol, passes, shared_beta=False):
-    """Unpooled fit -> pool with its tau -> fit (-> pool with the pooled tau -> fit); returns tau, beta, status, s."""
+    """Unpooled fit -> pool with its tau -> fit (-> pool with the pooled tau -> fit); returns tau, beta, status, s.
+    ``shared_beta="model-free"``: the pipeline's method (``ecm_dask.ops.pooling.adaptive_fit``): compatibility from
+    the 1/e^2 crossing of the previous pass's pooled curves, one fit at the end."""
     from ecm_dask.kernels.pooling import adaptive_pool
 
     t0 = time.perf_counter()
     if shared_beta == "uniform":  # uniform weights instead of frame pairs
         pairs, shared_beta = None, False
+    if shared_beta == "model-free":  # compatibility from the model-free 1/e^2 crossing; one fit at the end
+        from ecm_dask.kernels.kww import tau_crossing
+        from ecm_dask.kernels.pooling import adaptive_pool
+
+        pooled = g2
+        for _ in range(passes):
+            lt = np.log10(tau_crossing(pooled.reshape(-1, g2.shape[-1]), lag)).reshape(g2.shape[:2])
+            pooled, _ = adaptive_pool(g2, lt, labels, radius=radius, tol=tol)
+            pooled = np.where(np.isfinite(pooled), pooled, g2)
+        tau, beta, status = fit_maps(pooled, lag, pairs)
+        return tau, beta, status, time.perf_counter() - t0
     tau, beta, status = fit_maps(g2, lag, pairs)
     for _ in range(passes if radius > 0 else 0):
         log_tau = np.where(status == 0, np.log10(tau), np.nan)
@@ -172,9 +191,42 @@ def study_step():
         print(f"  {name:24s} width {w:.2f} px; profile around the step {np.round(prof[12:20], 2)}")
 
 
+def study_speed(workdir: Path, case: str = "drift_s0", tiles: int = 4):
+    """Pooling + fits of the labelled layer (ops.pooling.adaptive_fit, default options) on a map tiled from a
+    study case to (tiles x 96) x (tiles x 128) pixels, dask threads on every core."""
+    import os
+
+    import dask
+    import xarray as xr
+
+    from ecm_dask import schema as S
+    from ecm_dask.ops.pooling import adaptive_fit
+    from ecm_dask.pipeline.fit import pooling_labels
+
+    stages = workdir / case / "results.zarr.stages"
+    g2 = xr.open_zarr(stages / "g2.zarr").load()
+    labels = pooling_labels(g2, stages / "screen.zarr")
+    tiled = np.tile(g2[S.G2].transpose(S.Y, S.X, S.LAG).values, (tiles, tiles, 1))
+    big = xr.Dataset({S.G2: ((S.Y, S.X, S.LAG), tiled), S.G2_PAIRS: g2[S.G2_PAIRS]},
+                     coords={S.Y: np.arange(tiled.shape[0]) * 0.33, S.X: np.arange(tiled.shape[1]) * 0.33,
+                             S.LAG: g2[S.LAG]}, attrs=g2.attrs)
+    lab = xr.DataArray(np.tile(labels.values, (tiles, tiles)), dims=(S.Y, S.X))
+    big = big.chunk({S.Y: 128, S.X: 128})
+    n = big.sizes[S.Y] * big.sizes[S.X]
+    with dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
+        adaptive_fit(big.isel({S.Y: slice(0, 128), S.X: slice(0, 128)}), lab[:128, :128])[0].compute()  # compile
+        for label, radius in (("plain fit", 0), ("adaptive pooling (defaults) + fit", 3)):
+            t0 = time.perf_counter()
+            maps, _ = adaptive_fit(big, lab, radius=radius)
+            maps[[S.TAU, S.STATUS, S.N_POOLED]].compute()
+            dt = time.perf_counter() - t0
+            print(f"== speed: {label}, {big.sizes[S.Y]} x {big.sizes[S.X]} px, {os.cpu_count()} threads: {dt:.2f} s "
+                  f"= {n / dt:.3g} px/s")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", choices=["wire", "step"], default=["wire", "step"])
+    ap.add_argument("--only", nargs="+", choices=["wire", "step", "speed"], default=["wire", "step", "speed"])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ecm_maps"))
     ap.add_argument("--cases", nargs="+", default=["drift_s0", "drift_s1", "nodrift_s0"])
     args = ap.parse_args(argv)
@@ -190,6 +242,8 @@ def main(argv=None):
             if not (args.workdir / case / "results.zarr.stages" / "g2.zarr").exists():
                 run_case(case, args.workdir)
         study_wire(args.workdir, args.cases)
+    if "speed" in args.only:
+        study_speed(args.workdir)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.option("--adaptive-radius", type=click.IntRange(0, 16), default=3, show_default=True,
               help="average each pixel's g2 with same-region neighbours of compatible tau within this many pixels "
                    "before fitting (full resolution kept; 0 = plain per-pixel fits)")
-@click.option("--adaptive-tol", type=click.FloatRange(0.0, 10.0), default=0.4, show_default=True,
+@click.option("--adaptive-tol", type=click.FloatRange(0.0, 10.0), default=0.3, show_default=True,
               help="largest |log10 tau| difference of a pooled neighbour (decades)")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")

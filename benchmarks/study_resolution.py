@@ -201,11 +201,15 @@ def study_speed(workdir: Path, case: str = "drift_s0", tiles: int = 4):
 
     from ecm_dask import schema as S
     from ecm_dask.ops.pooling import adaptive_fit
-    from ecm_dask.pipeline.fit import pooling_labels
+    from ecm_dask.pipeline.screen import screen
 
     stages = workdir / case / "results.zarr.stages"
     g2 = xr.open_zarr(stages / "g2.zarr").load()
-    labels = pooling_labels(g2, stages / "screen.zarr")
+    drift = xr.open_zarr(stages / "drift.zarr").load() if (stages / "drift.zarr").exists() else None
+    regions, artefacts = screen(g2, drift)
+    region = regions[S.REGION]
+    usable = (artefacts[S.ARTEFACT] == 0) & (g2[S.STATUS] == 0) & region.isin([S.REGION_BULK, S.REGION_SURFACE])
+    labels = region.where(usable, -1)
     tiled = np.tile(g2[S.G2].transpose(S.Y, S.X, S.LAG).values, (tiles, tiles, 1))
     big = xr.Dataset({S.G2: ((S.Y, S.X, S.LAG), tiled), S.G2_PAIRS: g2[S.G2_PAIRS]},
                      coords={S.Y: np.arange(tiled.shape[0]) * 0.33, S.X: np.arange(tiled.shape[1]) * 0.33,

@@ -25,6 +25,13 @@ RADIUS = 2
 TOL = 0.3
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _inside(y, x, dy, dx, ny, nx, r2):  # pragma: no cover - compiled
+    """Neighbour (y + dy, x + dx) lies in the disc and in the image."""
+    yy, xx = y + dy, x + dx
+    return dy * dy + dx * dx <= r2 and 0 <= yy < ny and 0 <= xx < nx
+
+
 @numba.njit(cache=True, nogil=True)
 def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - compiled
     ny, nx, nl = g2.shape
@@ -48,9 +55,8 @@ def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - 
                 for dy in range(-radius, radius + 1):
                     for dx in range(-radius, radius + 1):
                         yy, xx = y + dy, x + dx
-                        if dy * dy + dx * dx > r2 or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
-                            continue
-                        if labels[yy, xx] == lab and np.isfinite(log_tau[yy, xx]):
+                        if _inside(y, x, dy, dx, ny, nx, r2) and labels[yy, xx] == lab and np.isfinite(
+                                log_tau[yy, xx]):
                             ref_buf[m] = log_tau[yy, xx]
                             m += 1
                 if m > 0:
@@ -59,7 +65,7 @@ def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - 
             for dy in range(-radius, radius + 1):
                 for dx in range(-radius, radius + 1):
                     yy, xx = y + dy, x + dx
-                    if dy * dy + dx * dx > r2 or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                    if not _inside(y, x, dy, dx, ny, nx, r2):
                         continue
                     if not (dy == 0 and dx == 0):
                         if labels[yy, xx] != lab:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema as S
-from ..errors import MetadataError, StoreError
+from ..errors import MetadataError
 from ..readers.base import FrameSource
 from ..store import layout as L
 from ..store.writer import provenance, write_series
@@ -82,12 +82,12 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     Path of the complete store.
     """
     from ..readers import open_source
+    from ..store.paths import check_apart
 
     source = open_source(inputs, format=format, dataset=dataset)
     out = Path(output)
-    for p in source.paths:
-        if os.path.abspath(p) == os.path.abspath(out) or Path(p).resolve().is_relative_to(out.resolve()):
-            raise StoreError(f"output {out} would overwrite the input {p}; choose another output path")
+    given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    check_apart(out, [*given, *source.paths])  # the folder or pattern given and every file read from it
     attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                              temperature_C=temperature_C, material=material, instrument=instrument,
                              description=description)

@@ -398,12 +398,16 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
     Path of ``report.md`` in ``out_dir``.
     """
     from .. import plot as P
+    from ..store.paths import check_apart
 
+    check_apart(out_dir, [results_path], what="report folder")
     tree = open_results(results_path)
     maps = tree.to_dataset()
     explicit = series_path is not None
     if not explicit:
         series_path = (maps.attrs.get(S.ATTR_RUN_CONFIG) or {}).get("series")
+    if series_path is not None:
+        check_apart(out_dir, [series_path], what="report folder")
     series, series_note = _open_series_for_report(series_path, explicit)
     g2 = tree[S.G2_GROUP].to_dataset() if S.G2_GROUP in tree.children else None
 

@@ -85,8 +85,11 @@ def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixe
     output = Path(output)
     from ..errors import ParameterError
     from ..ops.fit import check_fit_options
+    from ..store.paths import check_apart
     from .screen import SURFACE_NM
 
+    for what, path in (("output", output), ("stage folder", stage_dir(output))):
+        check_apart(path, [series_path], what=what)  # before anything can be replaced or deleted
     open_series(series_path)  # validates: complete and well-formed, else a clear error
     check_fit_options(fit_options)
     surface_nm = SURFACE_NM if surface_nm is None else surface_nm

@@ -163,3 +163,46 @@ def test_sigkill_mid_g2_then_rerun_resumes_and_equals_an_uninterrupted_run(block
     assert f"({12 - killed_at} of 12 blocks left)" in r.stderr
     assert not lock_path(out).exists() and not partial.exists()
     assert_same_results(out, blocked_reference)
+
+
+_CLAIM = r"""
+import json, os, sys, time
+from ecm_dask.errors import StoreError
+from ecm_dask.pipeline.lock import run_lock
+out, log, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    with run_lock(out):
+        t0 = time.time()
+        time.sleep(0.3)
+        t1 = time.time()
+    with open(log, "a") as f:
+        f.write(json.dumps([os.getpid(), t0, t1]) + "\n")
+except StoreError:
+    pass
+"""
+
+
+def test_many_runs_started_together_on_a_stale_lock_never_hold_it_at_the_same_time(tmp_path):
+    """The takeover of a dead run's lock is atomic: with 16 claimants released at the same instant (repeated 3
+    times, each on a fresh stale lock) the holding intervals never overlap, and at least one run gets the lock."""
+    import json
+    import socket
+
+    out = tmp_path / "results.zarr"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for round_ in range(3):
+        lock_path(out).write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "started": "then"}))
+        log = tmp_path / f"held{round_}.jsonl"
+        start = time.time() + 3.0  # every claimant has imported ecm_dask by then
+        procs = [subprocess.Popen([sys.executable, "-c", _CLAIM, str(out), str(log), str(start)])
+                 for _ in range(16)]
+        for p in procs:
+            assert p.wait(timeout=120) == 0
+        held = sorted(json.loads(line)[1:] for line in log.read_text().splitlines())
+        assert len(held) >= 1
+        for (a0, a1), (b0, b1) in zip(held, held[1:]):
+            assert b0 >= a1, f"two runs held the lock at once: {held}"
+        assert not lock_path(out).exists()

@@ -56,8 +56,23 @@ def _pixels(contrast, counts, n_pix, n_frames, tau, rng):
     return rng.poisson(lam).astype(np.float32)
 
 
+@pytest.mark.parametrize("counts", [0.2, 5.0, 500.0])
+def test_static_noise_estimates_match_the_spread_of_poisson_pixels(counts):
+    # the null standard errors of the static test: the z scores of pure Poisson pixels must have unit spread
+    # (an estimate 30x too large at 500 counts called A = 1e-4 speckle static)
+    rng = np.random.default_rng(11)
+    n_frames = 3000
+    x = rng.poisson(counts, size=(1500, n_frames)).astype(np.float32)
+    res = g2_kernel(x, axis=-1)
+    c1, sigma = K.fluctuation(res.g2, res.g2_lag0, res.pairs)
+    e0, sigma0 = K.excess_variance(res.mean, res.g2_lag0, n_frames)
+    assert 0.9 <= np.std(c1 / sigma) <= 1.1
+    assert 0.9 <= np.std(e0 / sigma0) <= 1.1
+    assert abs(np.mean(c1 / sigma)) < 0.15 and abs(np.mean(e0 / sigma0)) < 0.15
+
+
 @pytest.mark.parametrize("contrast,counts,n_frames,tau", [(1e-3, 500.0, 8000, 40.0), (1e-4, 1e4, 20000, 40.0),
-                                                           (0.05, 200.0, 4000, 0.7)])
+                                                           (1e-4, 500.0, 8000, 40.0), (0.05, 200.0, 4000, 0.7)])
 def test_faint_or_fast_dynamics_is_not_static_and_poisson_noise_is(contrast, counts, n_frames, tau):
     rng = np.random.default_rng(7)
     n_pix = 64

@@ -82,19 +82,6 @@ def ingest(inputs, output, frame_time, pixel_size, temperature, material, instru
     click.echo(f"wrote {path}")
 
 
-def _frames(ctx, param, value):
-    if not value:
-        return None
-    out = []
-    try:
-        for part in value.split(","):
-            a, _, b = part.partition("-")
-            out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    except ValueError:
-        raise click.BadParameter(f"expected frame numbers like 3,7,10-12, got {value!r}") from None
-    return out
-
-
 CONFIG_SECTIONS = ("fit",)  # config-file sections that are not command-line flags
 
 
@@ -103,16 +90,13 @@ def _load_config(ctx, param, value):
     command line win.  A ``fit:`` section holds fit options (weights, bounds, fixed, baseline, max_iter)."""
     if value is None:
         return None
-    import yaml
+    from .errors import ParameterError
+    from .pipeline.config import load_config_file
 
     try:
-        content = yaml.safe_load(Path(value).read_text()) or {}
-    except OSError as err:
-        raise click.BadParameter(f"cannot read {value}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise click.BadParameter(f"{value} is not valid YAML: {err}") from None
-    if not isinstance(content, dict):
-        raise click.BadParameter(f"{value} must hold a mapping of option names to values")
+        content = load_config_file(value)
+    except ParameterError as err:
+        raise click.BadParameter(str(err)) from None
     known = {p.name for p in ctx.command.params if p.name not in ("config",)}
     options = {str(k).replace("-", "_"): v for k, v in content.items()}
     unknown = sorted(set(options) - known - set(CONFIG_SECTIONS))
@@ -171,7 +155,7 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.option("--points-per-octave", type=click.IntRange(1, 64), default=8, show_default=True)
 @click.option("--max-lag", type=float, help="largest lag, seconds (default: half the series)")
 @click.option("--normalization", type=click.Choice(["symmetric", "standard"]), default="symmetric", show_default=True)
-@click.option("--bad-frames", callback=_frames, help="frames to skip, e.g. 3,7,10-12")
+@click.option("--bad-frames", help="frames to skip, e.g. 3,7,10-12 (ranges inclusive)")
 @click.option("--pool", type=click.IntRange(1, 16), default=1, show_default=True, help="pool k x k pixels")
 @click.option("--pool-mode", type=click.Choice(["average", "sum"]), default="average", show_default=True)
 @click.option("--model", type=click.Choice(["kww", "kww2"]), default="kww", show_default=True,
@@ -203,22 +187,24 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     Completed stages (and completed pixel blocks of an interrupted stage) are kept in OUTPUT.stages/ and
     skipped when the same command runs again.
     """
+    from .pipeline.config import RunConfig
     from .pipeline.run import check_run, default_report_dir, run_pipeline
 
     g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
                   "normalization": normalization, "bad_frames": bad_frames, "pool": pool, "pool_mode": pool_mode,
-                  "block_bytes": int(block_mb * 2**20)}
+                  "block_bytes": block_mb * 2**20}
     fit_options = ctx.meta.get("config_sections", {}).get("fit") or {}
     if not isinstance(fit_options, dict):
         raise click.BadParameter("the config file's 'fit' section must be a mapping of fit options")
     if model != "kww":
         fit_options = {**fit_options, "model": model}
-    options = dict(reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift, max_shift=max_shift,
-                   g2_options=g2_options, fit_options=fit_options, surface_nm=surface_nm,
-                   pooling={"radius": adaptive_radius, "tol": adaptive_tol}, overwrite=overwrite)
-    check_run(series, output, **options)  # refuse before starting a cluster
+    # one typed configuration, validated (on its own and against the series) before any cluster starts
+    config = RunConfig.build(series, reference_roi=reference_roi, roi_units=roi_units, drift=not no_drift,
+                             max_shift=max_shift, g2_options=g2_options, fit_options=fit_options,
+                             surface_nm=surface_nm, pooling={"radius": adaptive_radius, "tol": adaptive_tol})
+    check_run(series, output, config, overwrite=overwrite)
     with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
-        path = run_pipeline(series, output, progress=not quiet, **options)
+        path = run_pipeline(series, output, config, overwrite=overwrite, progress=not quiet)
     if not no_report:
         from .pipeline.report import write_report
 

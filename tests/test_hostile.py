@@ -474,8 +474,8 @@ def test_cli_hostile_ingest_and_run_options_are_one_line_errors(tmp_path):
     series = tmp_path / "s.zarr"
     assert _cli("ingest", good, "-o", series, "--frame-time", 0.1, "--pixel-size", 1, "--quiet").returncode == 0
     run = ("run", series, "--cluster", "threads", "--quiet")
-    assert "max_lag" in _one_line(_cli(*run, "-o", tmp_path / "r1.zarr", "--no-drift", "--max-lag", 100))
-    assert "bad_frames leaves 1 of 40" in _one_line(_cli(*run, "-o", tmp_path / "r2.zarr", "--no-drift",
+    assert "--max-lag" in _one_line(_cli(*run, "-o", tmp_path / "r1.zarr", "--no-drift", "--max-lag", 100))
+    assert "--bad-frames leaves 1 of 40" in _one_line(_cli(*run, "-o", tmp_path / "r2.zarr", "--no-drift",
                                                          "--bad-frames", "0-38"))
     assert "0:100,0:5" in _one_line(_cli(*run, "-o", tmp_path / "r3.zarr", "--reference-roi", "0:100,0:5"))
 
@@ -510,3 +510,52 @@ def test_correlate_tiny_odd_series_from_a_store(tmp_path, n_t, method):
         correlate(open_series(tmp_path / "s.zarr"), max_lag=float(n_t))
     with pytest.raises(EcmError, match="bad_frames leaves"):
         correlate(open_series(tmp_path / "s.zarr"), bad_frames=list(range(n_t - 1)))
+
+
+# ----------------------------------------------------------------------------------- run configurations
+_any_value = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                       st.text(max_size=12), st.lists(st.integers(-5, 50), max_size=5),
+                       st.tuples(st.floats(-5, 50), st.floats(-5, 50)))
+_frames_text = st.lists(st.tuples(st.integers(-3, 10**13), st.one_of(st.none(), st.integers(-3, 10**13))),
+                        max_size=4).map(lambda parts: ",".join(f"{a}" if b is None else f"{a}-{b}" for a, b in parts))
+_g2_options = st.fixed_dictionaries({}, optional={
+    "method": st.one_of(st.sampled_from(["multitau", "fft"]), _any_value),
+    "points_per_octave": _any_value, "max_lag": _any_value, "pool": _any_value, "block_bytes": _any_value,
+    "normalization": st.one_of(st.sampled_from(["symmetric", "standard"]), _any_value),
+    "bad_frames": st.one_of(_frames_text, _any_value)})
+_fit_options = st.fixed_dictionaries({}, optional={
+    "max_iter": _any_value, "baseline": st.one_of(st.sampled_from(["free", "fixed"]), _any_value),
+    "fixed": st.dictionaries(st.sampled_from(["beta", "tau", "contrast", "baseline", "gamma"]), _any_value, max_size=2),
+    "bounds": st.dictionaries(st.sampled_from(["beta", "tau", "contrast"]), _any_value, max_size=2)})
+
+
+@HOSTILE
+@given(g2=_g2_options, fit=_fit_options, max_shift=_any_value, surface=_any_value, roi=_any_value)
+def test_run_configurations_are_valid_or_refused_by_name_never_a_crash(g2, fit, max_shift, surface, roi):
+    """Any option values: RunConfig.build and check_series end in a config whose every number is usable (finite, in
+    range, bad frames inside the series) or in a ParameterError - never another exception, never an allocation that
+    grows with a value (bad frames are ranges)."""
+    import json
+    import math
+
+    import dask.array as da
+    import xarray as xr
+
+    from ecm_dask import schema as S
+    from ecm_dask.pipeline.config import RunConfig
+
+    ds = xr.Dataset({S.INTENSITY: ((S.TIME, S.Y, S.X), da.zeros((50, 12, 12), dtype="uint16", chunks=(50, 12, 12)))},
+                    coords={S.Y: np.arange(12) * 0.5, S.X: np.arange(12) * 0.5}, attrs={S.ATTR_FRAME_TIME: 0.5})
+    try:
+        cfg = RunConfig.build("s.zarr", g2_options=g2, fit_options=fit, max_shift=max_shift, surface_nm=surface,
+                              reference_roi=roi)
+        cfg.check_series(ds)
+    except ParameterError:
+        return
+    d = json.loads(json.dumps(cfg.as_dict(), allow_nan=False))  # the stored form has no NaN/inf
+    assert d["g2"]["method"] in METHODS and 1 <= d["g2"]["pool"] <= 12
+    assert d["g2"]["max_lag"] is None or 0.5 <= d["g2"]["max_lag"] <= 49 * 0.5 + 0.5
+    mask = cfg.g2.kwargs(50)["bad_frames"]
+    assert mask is None or (mask.shape == (50,) and (~mask).sum() >= 2)
+    assert cfg.max_shift is None or (math.isfinite(cfg.max_shift) and cfg.max_shift > 0)
+    assert 1 <= cfg.fit.get("max_iter", 100) <= 10_000

@@ -41,7 +41,9 @@ def test_run_writes_results_resumes_after_a_crash_and_refuses_another_config(ser
     R.run_pipeline(series, out, progress=False)  # resume: drift and g2 are not redone
     assert (stages / "g2.zarr" / "zarr.json").stat().st_mtime_ns == g2_mtime
     maps = xr.open_zarr(out)
-    assert maps.attrs["run_config"]["g2"] == {} and maps.attrs["run_config"]["drift"] is True
+    g2_config = maps.attrs["run_config"]["g2"]  # every option, defaults included (one typed RunConfig)
+    assert g2_config["method"] == "multitau" and g2_config["pool"] == 1 and g2_config["bad_frames"] is None
+    assert maps.attrs["run_config"]["drift"] is True
     assert maps.attrs["run_fingerprint"] and maps.tau.shape == (48, 64)
     tree = xr.open_datatree(out, engine="zarr")
     assert set(tree.groups) == {"/", "/g2", "/drift", "/fit", "/artefacts", "/regions", "/distributions"}
@@ -53,7 +55,7 @@ def test_run_writes_results_resumes_after_a_crash_and_refuses_another_config(ser
         R.run_pipeline(series, out, g2_options={"pool": 2}, progress=False)
     R.run_pipeline(series, out, g2_options={"pool": 2}, overwrite=True, progress=False)
     assert xr.open_zarr(out).tau.shape == (24, 32)
-    assert xr.open_zarr(out).attrs["run_config"]["g2"] == {"pool": 2}
+    assert xr.open_zarr(out).attrs["run_config"]["g2"]["pool"] == 2
 
 
 def test_run_from_the_command_line(series, tmp_path):
@@ -82,7 +84,7 @@ def test_config_file_sets_options_and_flags_win(series, tmp_path):
     tree = xr.open_datatree(out, engine="zarr")
     cfg = tree.attrs["run_config"]
     assert cfg["g2"]["pool"] == 2 and cfg["g2"]["method"] == "multitau"  # the flag wins over the file
-    assert cfg["g2"]["bad_frames"] == [3, 10, 11, 12] and cfg["fit"] == {"weights": "none", "fixed": {"beta": 1.0}}
+    assert cfg["g2"]["bad_frames"] == "3,10-12" and cfg["fit"] == {"weights": "none", "fixed": {"beta": 1.0}}
     maps = tree.to_dataset()
     assert maps.tau.shape == (24, 32) and tree["g2"].attrs["estimator"] == "multitau"
     ok = maps.status == 0
@@ -95,7 +97,11 @@ def test_config_file_sets_options_and_flags_win(series, tmp_path):
 @pytest.mark.parametrize("fit, words", [("bounds: {beta: [2.0, 0.5]}", "lo <= hi"),
                                         ("bounds: {tau: 3}", "must be (low, high)"),
                                         ("fixed: {gamma: 1.0}", "unknown parameter 'gamma'"),
-                                        ("max_iter: 0", "max_iter must be a positive integer"),
+                                        ("max_iter: 0", "max_iter must be a whole number in [1, 10000]"),
+                                        ("max_iter: 1.0e12", "max_iter must be a whole number in [1, 10000]"),
+                                        ("fixed: {beta: .nan}", "fixed['beta'] must be a finite number"),
+                                        ("fixed: {beta: 100}", "fixed['beta'] = 100 is outside its bounds"),
+                                        ("baseline: .inf", "baseline must be 'free', 'fixed' or a finite number"),
                                         ("colour: red", "unknown fit option(s) ['colour']")])
 def test_bad_fit_options_in_a_config_are_refused_before_any_work(series, tmp_path, fit, words):
     config = tmp_path / "run.yaml"

@@ -284,23 +284,47 @@ def check_fit_options(options: dict | None) -> None:
     if options.get("weights", "pairs") not in WEIGHTS:
         raise ParameterError(f"fit weights must be one of {WEIGHTS}, got {options['weights']!r}")
     max_iter = options.get("max_iter", 100)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ParameterError(f"fit max_iter must be a positive integer, got {max_iter!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or not 1 <= max_iter <= MAX_ITER:
+        raise ParameterError(f"fit max_iter must be a whole number in [1, {MAX_ITER}], got {max_iter!r}")
     bounds, fixed = options.get("bounds") or {}, options.get("fixed") or {}
     if not isinstance(bounds, dict) or not isinstance(fixed, dict):
         raise ParameterError("fit bounds and fixed must be mappings of parameter name to values")
     for key, value in bounds.items():
         if not (isinstance(value, (list, tuple)) and len(value) == 2):
             raise ParameterError(f"fit bounds[{key!r}] must be (low, high), got {value!r}")
+        for v in value:
+            if v is not None and not _real(v, allow_inf=True):
+                raise ParameterError(f"fit bounds[{key!r}] must be numbers (or null for no bound), got {value!r}")
+    scalars = {k: v for k, v in fixed.items() if np.ndim(v) == 0}  # per-pixel arrays (API only) checked in the fit
+    for key, value in scalars.items():
+        if not _real(value):
+            raise ParameterError(f"fit fixed[{key!r}] must be a finite number, got {value!r}")
+    baseline = options.get("baseline", "free")
+    if not isinstance(baseline, str) and not _real(baseline):
+        raise ParameterError(f"fit baseline must be 'free', 'fixed' or a finite number, got {baseline!r}")
     lag = np.array([1.0, 2.0, 4.0])
-    scalars = {k: v for k, v in fixed.items() if np.ndim(v) == 0}
     spec = get_model(model)
     try:
         b = _bounds2(bounds) if model == S.MODEL_KWW2 else bounds
-        LM.parse_bounds(lag, b, spec.default_bounds(lag), spec.params, spec.taus)
-        LM.parse_fixed(scalars, options.get("baseline", "free"), 1, spec.params, spec.tau_names)
+        lo, hi = LM.parse_bounds(lag, b, spec.default_bounds(lag), spec.params, spec.taus)
+        LM.parse_fixed(scalars, baseline, 1, spec.params, spec.tau_names)
     except (ValueError, TypeError) as err:
         raise ParameterError(f"fit options: {err}") from None
+    for key, value in scalars.items():  # a fixed value outside the bounds would be a map of impossible numbers
+        j = spec.params.index(key)
+        if j not in spec.taus and not lo[j] <= float(value) <= hi[j]:
+            raise ParameterError(f"fit fixed[{key!r}] = {value!r} is outside its bounds [{lo[j]:g}, {hi[j]:g}]")
+
+
+#: the largest iteration cap a fit accepts (the solver converges in tens of iterations; more is a typo)
+MAX_ITER = 10_000
+
+
+def _real(value, allow_inf: bool = False) -> bool:
+    """A real number (not a bool, not a string), finite unless ``allow_inf`` (never NaN)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return False
+    return not np.isnan(value) and (allow_inf or np.isfinite(value))
 
 
 def fit_kww(g2, *, weights: str = "pairs", bounds: dict | None = None, fixed: dict | None = None,

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import schema as S
-from ..errors import MetadataError
+from ..errors import MetadataError, ParameterError
 from ..readers.base import FrameSource
 from ..store import layout as L
 from ..store.writer import provenance, write_series
 
 __all__ = ["ingest", "resolve_metadata", "write_series"]
+
+#: the largest shard (one ingest task holds one uncompressed shard in memory)
+MAX_SHARD_MB = 65536
 
 
 def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, pixel_size_nm: float | None = None,
@@ -84,6 +87,8 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     from ..readers import open_source
     from ..store.paths import check_apart
 
+    if isinstance(shard_mb, bool) or not isinstance(shard_mb, (int, float)) or not 0 < shard_mb <= MAX_SHARD_MB:
+        raise ParameterError(f"--shard-mb must be a number of MiB in (0, {MAX_SHARD_MB}], got {shard_mb!r}")
     source = open_source(inputs, format=format, dataset=dataset)
     out = Path(output)
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -91,7 +96,5 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                              temperature_C=temperature_C, material=material, instrument=instrument,
                              description=description)
-    if shard_mb <= 0:
-        raise MetadataError(f"--shard-mb must be positive, got {shard_mb}")
     return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),
                         progress=progress)

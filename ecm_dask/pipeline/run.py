@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import schema as S
 from ..errors import StoreError
+from .config import RunConfig
 from .lock import run_lock
 
 CONFIG_FILE = "run_config.json"
@@ -34,28 +35,22 @@ def default_report_dir(output: str | os.PathLike) -> Path:
     return output.with_name(stem + "_report")
 
 
-def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, reference_roi=None,
-                 roi_units: str = "pixel", drift: bool = True, max_shift: float | None = None, margin: int = 16,
-                 g2_options: dict[str, Any] | None = None, fit_options: dict[str, Any] | None = None,
-                 surface_nm: float | None = None, pooling: dict[str, Any] | None = None, overwrite: bool = False,
-                 progress: bool = True) -> Path:
+def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, config: RunConfig | None = None, *,
+                 overwrite: bool = False, progress: bool = True, **options: Any) -> Path:
     """Run drift estimation, g2, KWW fits and assemble ``results.zarr``.
 
     Parameters
     ----------
     series_path : a complete series store
     output : the ``results.zarr`` to write
-    reference_roi : drift reference region (see :func:`ecm_dask.ops.drift.estimate_drift`); None = suggest one
-    roi_units : ``"pixel"`` or ``"nm"``
-    drift : False to skip drift estimation and correction
-    max_shift, margin : drift options (pixels)
-    g2_options : passed to :func:`ecm_dask.ops.correlate` (method, points_per_octave, max_lag, normalization,
-        bad_frames, shift_mode, pool, pool_mode, ...)
-    fit_options : passed to :func:`ecm_dask.ops.fit.fit_kww` (weights, bounds, fixed, baseline, max_iter, model)
-    surface_nm : width of the surface band of the region map (nm; default
-        :data:`ecm_dask.pipeline.screen.SURFACE_NM`)
-    pooling : adaptive pooling of g2 curves before the fit, ``{"radius": px, "tol": decades, "passes": n}``
-        (defaults :data:`ecm_dask.pipeline.fit.DEFAULT_POOLING`; ``radius=0``: plain per-pixel fits)
+    config : a :class:`~ecm_dask.pipeline.config.RunConfig`; or give its options as keywords instead:
+        ``reference_roi`` (drift reference region, None = suggest one), ``roi_units`` (``"pixel"`` or ``"nm"``),
+        ``drift`` (False: no drift estimation/correction), ``max_shift``, ``margin`` (pixels), ``g2_options``
+        (:func:`ecm_dask.ops.correlate`'s method, points_per_octave, max_lag, normalization, bad_frames, pool,
+        pool_mode, block_bytes, shift_mode), ``fit_options`` (:func:`ecm_dask.ops.fit.fit_kww`'s weights, bounds,
+        fixed, baseline, max_iter, model), ``surface_nm`` (surface band width of the region map, nm) and
+        ``pooling`` (adaptive pooling ``{"radius": px, "tol": decades, "passes": n}``; ``radius=0``: plain
+        per-pixel fits)
     overwrite : discard checkpoints of a different input or configuration (and an existing result)
     progress : progress bars
 
@@ -64,42 +59,30 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, *, r
     Path of ``results.zarr``.
     """
     output = Path(output)
-    config, key = check_run(series_path, output, reference_roi=reference_roi, roi_units=roi_units, drift=drift,
-                            max_shift=max_shift, margin=margin, g2_options=g2_options, fit_options=fit_options,
-                            surface_nm=surface_nm, pooling=pooling, overwrite=overwrite)
+    config, key = check_run(series_path, output, config, overwrite=overwrite, **options)
     with run_lock(output):
-        return _run_locked(series_path, output, config, key, reference_roi=reference_roi, roi_units=roi_units,
-                           drift=drift, max_shift=max_shift, margin=margin, g2_options=g2_options,
-                           fit_options=fit_options, overwrite=overwrite, progress=progress)
+        return _run_locked(series_path, output, config, key, overwrite=overwrite, progress=progress)
 
 
-def check_run(series_path, output, *, reference_roi=None, roi_units: str = "pixel", drift: bool = True,
-              max_shift=None, margin: int = 16, g2_options=None, fit_options=None, surface_nm=None,
-              pooling=None, overwrite: bool = False) -> tuple[dict, str]:
-    """Everything that can refuse a run, checked before any work (or any cluster) starts: the series is
-    complete and valid, no other run holds the output, the output and its stages belong to this input and
-    configuration (or ``overwrite``).  Returns the run configuration and its fingerprint."""
+def check_run(series_path, output, config: RunConfig | None = None, *, overwrite: bool = False,
+              **options: Any) -> tuple[RunConfig, str]:
+    """Everything that can refuse a run, checked before any work (or any cluster) starts: the options (one
+    :class:`RunConfig`, validated on its own and against the series' metadata), the series is complete and
+    valid, no other run holds the output, the output and its stages belong to this input and configuration (or
+    ``overwrite``).  Returns the configuration and its fingerprint."""
+    from ..store.paths import check_apart
     from ..store.series import fingerprint, open_series, store_key
     from .lock import check_unlocked
 
     output = Path(output)
-    from ..errors import ParameterError
-    from ..ops.fit import check_fit_options
-    from ..store.paths import check_apart
-    from .screen import SURFACE_NM
-
+    if config is None:
+        config = RunConfig.build(series_path, **options)
+    elif options:
+        raise TypeError(f"give a RunConfig or options, not both (got {sorted(options)})")
     for what, path in (("output", output), ("stage folder", stage_dir(output))):
         check_apart(path, [series_path], what=what)  # before anything can be replaced or deleted
-    open_series(series_path)  # validates: complete and well-formed, else a clear error
-    check_fit_options(fit_options)
-    surface_nm = SURFACE_NM if surface_nm is None else surface_nm
-    if isinstance(surface_nm, bool) or not isinstance(surface_nm, (int, float)) or not 0 <= surface_nm < 1e4:
-        raise ParameterError(f"surface_nm (--surface-nm) must be a number of nm >= 0, got {surface_nm!r}")
-    config = {"series": os.path.abspath(series_path), "reference_roi": _jsonable(reference_roi),
-              "roi_units": roi_units, "drift": bool(drift), "max_shift": max_shift, "margin": int(margin),
-              "g2": _jsonable(g2_options or {}), "fit": _jsonable(fit_options or {}),
-              "surface_nm": float(surface_nm), "pooling": check_pooling(pooling)}
-    key = fingerprint({"series": store_key(series_path), "config": config})
+    config.check_series(open_series(series_path))  # validates: complete and well-formed, else a clear error
+    key = fingerprint({"series": store_key(series_path), "config": config.as_dict()})
     check_unlocked(output)
     problem = _conflict(output, key, overwrite)
     if problem:
@@ -151,8 +134,7 @@ def _saved_fingerprint(work: Path) -> str | None:
     return json.loads(saved.read_text()).get("fingerprint") if saved.is_file() else None
 
 
-def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_roi, roi_units, drift, max_shift,
-                margin, g2_options, fit_options, overwrite, progress) -> Path:
+def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overwrite: bool, progress: bool) -> Path:
     import xarray as xr
 
     from .correlate import run_g2
@@ -169,31 +151,32 @@ def _run_locked(series_path, output: Path, config: dict, key: str, *, reference_
     if work.exists() and overwrite and _saved_fingerprint(work) != key:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps({"fingerprint": key, "config": config}, indent=2))
+    saved.write_text(json.dumps({"fingerprint": key, "config": config.as_dict()}, indent=2))
 
     def done(name: str) -> bool:
         return (work / name / "zarr.json").is_file()
 
     drift_path = work / "drift.zarr"
     shifts = None
-    if drift:
+    if config.drift:
         if not done("drift.zarr"):
-            run_drift(series_path, drift_path, roi=reference_roi, units=roi_units, margin=margin,
-                      max_shift=max_shift, figure=work / "drift.png", progress=progress)
+            run_drift(series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
+                      max_shift=config.max_shift, figure=work / "drift.png", progress=progress)
         shifts = xr.open_zarr(drift_path)["shift"].values
     if not done("g2.zarr"):
+        n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
         run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2", progress=progress,
-               **(g2_options or {}))
+               **config.g2.kwargs(n_frames))
     if not done("screen.zarr"):
-        run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if drift else None,
-                   surface_nm=config["surface_nm"], overwrite=True)
+        run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if config.drift else None,
+                   surface_nm=config.surface_nm, overwrite=True)
     if not done("maps.zarr"):
         run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit", progress=progress,
-                screen_path=work / "screen.zarr", pooling=config["pooling"], **(fit_options or {}))
+                screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
     # the configuration goes into the store before it is renamed into place: a result never lacks it
-    return assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if drift else None,
+    return assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if config.drift else None,
                             screen=work / "screen.zarr", overwrite=True,
-                            attrs={S.ATTR_RUN_CONFIG: config, S.ATTR_RUN_FINGERPRINT: key})
+                            attrs={S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_RUN_FINGERPRINT: key})
 
 
 def _jsonable(value):

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from ecm_dask.errors import StoreError
-from ecm_dask.pipeline.checkpoint import write_checkpoint
+from ecm_dask.store.blocks import write_dataset as write_checkpoint
 
 
 def _boom(block):

@@ -183,7 +183,7 @@ def test_pipeline_on_a_command_line_cluster_equals_the_single_process_run(cli_cl
 # longer, so the g2 stage lasts a few seconds
 SLOW_BLOCKS = """
 import time
-import ecm_dask.pipeline.blocks as blocks
+import ecm_dask.store.blocks as blocks
 if not hasattr(blocks, "_orig_write_block"):
     blocks._orig_write_block = blocks._write_block
     def slow(*args):
@@ -197,8 +197,8 @@ if not hasattr(blocks, "_orig_write_block"):
 def test_a_worker_killed_mid_g2_does_not_change_the_result(cli_cluster, blocked_series, blocked_reference, tmp_path):
     from distributed import Client
 
-    from ecm_dask.pipeline import blocks as B
     from ecm_dask.pipeline.run import stage_dir
+    from ecm_dask.store import blocks as B
 
     with Client(cli_cluster.address) as c:
         c.run(exec, SLOW_BLOCKS, {})

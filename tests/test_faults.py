@@ -18,9 +18,9 @@ import zarr
 from conftest import BLOCK_MB, assert_same_results, ecm_cli
 
 from ecm_dask.errors import StoreError
-from ecm_dask.pipeline import blocks as B
 from ecm_dask.pipeline.lock import lock_path
 from ecm_dask.pipeline.run import default_report_dir, run_pipeline, stage_dir
+from ecm_dask.store import blocks as B
 
 G2_OPTIONS = {"block_bytes": int(float(BLOCK_MB) * 2**20)}
 

@@ -18,9 +18,9 @@ import zarr
 from conftest import BLOCK_MB, assert_same_results, ecm_cli
 
 from ecm_dask.errors import StoreError
-from ecm_dask.pipeline import blocks as B
 from ecm_dask.pipeline.lock import lock_path, run_lock
 from ecm_dask.pipeline.run import run_pipeline, stage_dir
+from ecm_dask.store import blocks as B
 
 # ------------------------------------------------------------------------------------------ write_blocks
 
@@ -126,7 +126,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_but_not_one_from_another_h
 
 SLOW_RUN = """
 import sys, time
-import ecm_dask.pipeline.blocks as B
+import ecm_dask.store.blocks as B
 _orig = B._write_block
 def slow(*args):
     time.sleep(0.4)

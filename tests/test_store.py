@@ -182,17 +182,60 @@ def test_interrupted_ingest_is_never_complete_and_resumes_to_identical_store(tmp
         with pytest.raises(InputError, match=r"flaky\.npy: cannot read frames \d+\.\.\d+: OSError"):
             write_series(src, out, attrs, frames_per_shard=8, progress=False)
     finished = {log[0] // 8, log[1] // 8}
-    assert SS.store_state(out) == SS.INCOMPLETE
+    assert SS.store_state(out) == SS.ABSENT  # nothing under the final name until the store is complete
+    assert SS.interrupted(out) == (2, 6)
     assert SS.pending_shards(out) == sorted(set(range(6)) - finished)
-    with pytest.raises(ValidationError, match="incomplete"):
+    with pytest.raises(StoreError, match=r"interrupted \(2 of 6 shards written"):
         SS.open_series(out)
-    shard_file = os.path.join(out, S.INTENSITY, "c", str(min(finished)), "0", "0")
+    shard_file = os.path.join(f"{out}.partial", S.INTENSITY, "c", str(min(finished)), "0", "0")
     mtime = os.stat(shard_file).st_mtime_ns
+    # another input into the same output is refused, not mixed in and not thrown away
+    other = ArraySource(data[::-1].copy(), name="other.npy", frame_time_s=0.5, pixel_size_nm=0.3)
+    with pytest.raises(StoreError, match="interrupted ingest into .* of a different input"):
+        write_series(other, out, resolve_metadata(other), frames_per_shard=8, progress=False)
+    ino = os.stat(shard_file).st_ino
     write_series(src, out, resolve_metadata(src), frames_per_shard=8, progress=False)  # resume
     assert sorted(s // 8 for s in log[3:]) == sorted(set(range(6)) - finished)  # only missing shards were read
-    assert os.stat(shard_file).st_mtime_ns == mtime  # finished shards were not rewritten
+    final_file = os.path.join(out, S.INTENSITY, "c", str(min(finished)), "0", "0")
+    assert os.stat(final_file).st_mtime_ns == mtime and os.stat(final_file).st_ino == ino  # not rewritten
     ds = SS.open_series(out)
     np.testing.assert_array_equal(ds[S.INTENSITY].values, data)
+    assert not os.path.exists(f"{out}.partial") and ds.attrs[S.ATTR_COMPLETE] is True
+
+
+def test_an_ingest_killed_while_creating_the_store_resumes(tmp_path, monkeypatch):
+    """A kill after the metadata but before the key (the creation itself) used to leave a folder every rerun refused."""
+    data = np.random.default_rng(4).integers(0, 4000, (16, 24, 24), dtype="uint16")
+    src = ArraySource(data, name="a.npy", frame_time_s=0.5, pixel_size_nm=0.3)
+    out = tmp_path / "s.zarr"
+    real = SS.create_series
+
+    def killed(*a, **k):
+        real(*a, **k)
+        raise KeyboardInterrupt  # dies right after the metadata is written, before the ticks and the key
+
+    monkeypatch.setattr(SS, "create_series", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_series(src, out, resolve_metadata(src), frames_per_shard=4, progress=False)
+    monkeypatch.undo()
+    assert (tmp_path / "s.zarr.partial" / "zarr.json").is_file() and SS.store_state(out) == SS.ABSENT
+    write_series(src, out, resolve_metadata(src), frames_per_shard=4, progress=False)
+    np.testing.assert_array_equal(SS.open_series(out)[S.INTENSITY].values, data)
+
+
+def test_a_second_ingest_into_the_same_output_is_refused_while_the_first_runs(tmp_path):
+    from ecm_dask.pipeline.ingest import ingest
+    from ecm_dask.pipeline.lock import run_lock
+
+    path = tmp_path / "a.npy"
+    np.save(path, np.random.default_rng(5).integers(0, 100, (8, 16, 16), dtype="uint16"))
+    out = tmp_path / "s.zarr"
+    with run_lock(out):  # what a running ingest (or run) into s.zarr holds
+        with pytest.raises(StoreError, match="another ecm-dask run is writing"):
+            ingest(path, out, frame_time_s=1.0, pixel_size_nm=1.0, progress=False)
+    assert not out.exists() and not (tmp_path / "s.zarr.partial").exists()
+    ingest(path, out, frame_time_s=1.0, pixel_size_nm=1.0, progress=False)
+    assert SS.open_series(out)[S.INTENSITY].shape == (8, 16, 16)
 
 
 def test_existing_outputs_are_refused_unless_overwrite(tmp_path):
@@ -203,9 +246,9 @@ def test_existing_outputs_are_refused_unless_overwrite(tmp_path):
     other = _source(shape=(8, 16, 16), seed=1)
     _write(other, out, overwrite=True)
     np.testing.assert_array_equal(SS.open_series(out)[S.INTENSITY].values, other.array)
-    # an interrupted store of another input is not silently mixed
+    # an interrupted in-place store of an older ecm_dask is not silently mixed
     zarr.open_group(str(out), mode="r+").attrs[S.ATTR_COMPLETE] = False
-    with pytest.raises(StoreError, match="different input"):
+    with pytest.raises(StoreError, match="older ecm_dask"):
         _write(src, out)
     # something that is not an ecm_dask store is never deleted, even with overwrite
     foreign = tmp_path / "precious"

@@ -57,6 +57,6 @@ def test_interrupted_render_resumes_without_redoing_tiles(tmp_path, monkeypatch)
     assert crashed in redone and not finished & set(redone)  # finished tiles were not rendered again
     assert sorted(redone) == sorted(set(range(n_tiles)) - finished)
     np.testing.assert_array_equal(SS.open_series(out).intensity.values, render_block(P, 0, P.ny, 0, P.nx))
-    assert not (tmp_path / "s.zarr.render-tmp").exists()
+    assert not (tmp_path / "s.zarr.render.partial").exists()
     with pytest.raises(Exception, match="--overwrite"):
         write_synthetic_series(out, P, tile=16, progress=False)

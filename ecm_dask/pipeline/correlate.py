@@ -1,6 +1,6 @@
 """g2 stage: series store -> ``g2.zarr`` checkpoint (per-pixel g2, lag 0, mean intensity, status, pairs).
 
-Written through :func:`~ecm_dask.pipeline.blocks.write_blocks`: an interrupted run never leaves a
+Written through :func:`~ecm_dask.store.blocks.write_blocks`: an interrupted run never leaves a
 ``g2.zarr`` that looks finished; running again with the same ``resume_key`` computes only the pixel blocks
 that were not written yet.
 """
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .blocks import write_blocks
+from ..store.blocks import write_blocks
 
 
 def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=None, overwrite: bool = False,

@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import schema as S
 from ..errors import ParameterError
-from .checkpoint import write_checkpoint
+from ..store.blocks import write_dataset
 
 #: frames used to suggest a reference region automatically (little drift accumulates over them)
 SUGGEST_FRAMES = 400
@@ -51,7 +51,7 @@ def run_drift(series_path: str | os.PathLike, output: str | os.PathLike, *, roi=
     drift = estimate_drift(ds, roi, **options)
     drift.attrs["reference_roi_suggested"] = suggested
     drift.attrs["series"] = os.path.abspath(series_path)
-    path = write_checkpoint(drift, output, overwrite=overwrite, progress=progress, label=f"drift -> {output}")
+    path = write_dataset(drift, output, overwrite=overwrite, progress=progress, label=f"drift -> {output}")
     if figure is not None:
         plot_drift(drift, figure)
     return path

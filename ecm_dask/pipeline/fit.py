@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import schema as S
 from ..ops.pooling import DEFAULT_RADIUS, DEFAULT_TOL, PASSES
-from .blocks import write_blocks
+from ..store.blocks import write_blocks
 
 #: the adaptive pooling of `ecm-dask run` (docs/resolution.md)
 DEFAULT_POOLING = {"radius": DEFAULT_RADIUS, "tol": DEFAULT_TOL, "passes": PASSES}

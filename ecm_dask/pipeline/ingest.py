@@ -17,6 +17,7 @@ from ..errors import MetadataError, ParameterError
 from ..readers.base import FrameSource
 from ..store import layout as L
 from ..store.writer import provenance, write_series
+from .lock import run_lock
 
 __all__ = ["ingest", "resolve_metadata", "write_series"]
 
@@ -96,5 +97,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                              temperature_C=temperature_C, material=material, instrument=instrument,
                              description=description)
-    return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),
-                        progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):  # one writer per output: a second ingest (or run) into it is refused, not interleaved
+        return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),
+                            progress=progress)

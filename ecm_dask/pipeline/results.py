@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import StoreError
-from .checkpoint import checkpoint
+from ..store.blocks import KEY_ATTR, atomic
 
 #: variables the root of every results store carries (the contract)
 ROOT_MAPS = S.ROOT_MAPS
@@ -66,7 +66,7 @@ def root_maps(fit, g2, regions, artefacts):
     root[S.QUALITY] = ((S.Y, S.X), quality, dict(fit[S.QUALITY].attrs))
     if S.N_POOLED in fit:
         root[S.N_POOLED] = ((S.Y, S.X), np.asarray(fit[S.N_POOLED].values), dict(fit[S.N_POOLED].attrs))
-    root.attrs.update({k: v for k, v in fit.attrs.items() if k not in ("ecm_dask_stage_key",)})
+    root.attrs.update({k: v for k, v in fit.attrs.items() if k != KEY_ATTR})
     return root
 
 
@@ -150,6 +150,6 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
         groups[f"/{S.DRIFT_GROUP}"] = xr.open_zarr(drift)
     tree = xr.DataTree.from_dict(groups)
     S.validate_results(tree)
-    with checkpoint(output, overwrite=overwrite) as partial:
+    with atomic(output, overwrite=overwrite) as partial:
         tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
     return Path(output)

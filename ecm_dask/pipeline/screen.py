@@ -69,13 +69,13 @@ def run_screen(g2_path: str | os.PathLike, output: str | os.PathLike, *, drift_p
     """Write ``screen.zarr``: the ``regions`` and ``artefacts`` Datasets of :func:`screen` as two groups."""
     import xarray as xr
 
-    from .checkpoint import checkpoint
+    from ..store.blocks import atomic
 
     g2 = xr.open_zarr(g2_path)
     drift = xr.open_zarr(drift_path) if drift_path is not None else None
     regions, artefacts = screen(g2, drift, surface_nm=surface_nm)
     regions.attrs["surface_nm"] = float(surface_nm)
-    with checkpoint(output, overwrite=overwrite) as partial:
+    with atomic(output, overwrite=overwrite) as partial:
         tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs={"g2": os.path.abspath(g2_path)}),
                                       f"/{S.REGIONS_GROUP}": regions, f"/{S.ARTEFACTS_GROUP}": artefacts})
         tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True)

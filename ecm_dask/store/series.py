@@ -1,15 +1,15 @@
 """The series store: a Zarr v3 group holding ``intensity(time, y, x)`` in the layout of :mod:`.layout`.
 
-Life of a store
----------------
-1. :func:`create_series` writes the metadata (dims, coords with units, attributes, codecs, shards) and
-   a small progress array, one flag per time shard; the completion attribute is ``False``.
-2. :class:`ShardWriter` writes one whole shard and then sets its flag (so a killed writer leaves at most
-   one shard half-written, and that shard's flag unset).
-3. :func:`finalize_series` checks every flag, removes the progress array, sets the completion attribute
-   and consolidates the metadata.  Only then does :func:`open_series` accept the store.
+Life of a store (written through :mod:`ecm_dask.store.blocks`, the one writer of every ecm_dask store)
+------------------------------------------------------------------------------------------------------
+1. :func:`create_series` writes the metadata (dims, coords with units, attributes, codecs, shards) into
+   ``<output>.partial``, with the completion attribute ``False``; the block writer adds one tick per time shard.
+2. :class:`ShardWriter` writes one whole shard and then ticks it (so a killed writer leaves at most one shard
+   half-written, and that shard's tick unset).
+3. The block writer's commit checks every tick, sets the completion attribute, consolidates the metadata and
+   renames ``<output>.partial`` to ``<output>``.  Only then does ``<output>`` exist.
 
-An interrupted ingest is resumed by writing the shards whose flag is unset (:func:`pending_shards`).
+An interrupted ingest is resumed by writing the shards whose tick is unset (:func:`pending_shards`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .. import schema as S
 from ..errors import StoreError, ValidationError
 from .layout import SeriesLayout
 
-PROGRESS = "_ecm_ingest_progress"
+PROGRESS = "_ecm_ingest_progress"  # the per-shard flags of stores written in place by ecm_dask < 0.3
 #: encoding key on the opened ``intensity`` naming its store, so readers can bypass per-chunk dask tasks
 ENC_STORE = "ecm_dask_store"
 ATTR_LAYOUT = "ecm_dask_layout"
@@ -59,7 +59,8 @@ def _quiet():
 
 
 def store_state(path: str | os.PathLike) -> str:
-    """``absent``, ``complete``, ``incomplete`` (an interrupted ingest) or ``foreign`` (something else is there)."""
+    """``absent``, ``complete``, ``incomplete`` (an interrupted in-place ingest of an older ecm_dask; interrupted
+    ingests now live in ``<path>.partial``, see :func:`interrupted`) or ``foreign`` (something else is there)."""
     p = Path(path)
     if not p.exists():
         return ABSENT
@@ -100,7 +101,8 @@ def series_coords(n_frames: int, ny: int, nx: int, frame_time_s: float, pixel_si
 
 def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: dict[str, Any], key: str,
                   time_s: np.ndarray | None = None) -> None:
-    """Write the metadata of an empty, incomplete series store at ``path`` (which must not exist).
+    """Write the metadata of an empty, incomplete series store at ``path`` (which must not exist; the block
+    writer calls this on ``<output>.partial``).
 
     Parameters
     ----------
@@ -113,7 +115,6 @@ def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: d
     """
     import dask.array as da
     import xarray as xr
-    import zarr
 
     n, ny, nx = layout.shape
     dtype = np.dtype(dtype)
@@ -131,13 +132,11 @@ def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: d
                               "fill_value": fill}}
     with _quiet():
         ds.to_zarr(path, mode="w-", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
-        group = zarr.open_group(path, mode="r+")
-        group.create_array(PROGRESS, shape=(layout.n_shards,), chunks=(1,), dtype="uint8", fill_value=0,
-                           compressors=None)
 
 
 class ShardWriter:
-    """Writes whole time shards of a series store; picklable (holds the path only)."""
+    """Writes whole time shards of a series store being written (``<output>.partial``) and ticks them;
+    picklable (holds the path only)."""
 
     def __init__(self, path: str | os.PathLike, layout: SeriesLayout):
         self.path = str(path)
@@ -147,25 +146,38 @@ class ShardWriter:
         """Write ``data`` as time shard ``index`` and mark it done. Returns the number of frames written."""
         import zarr
 
+        from .blocks import mark
+
         start, stop = self.layout.shard_frames(index)
         if data.shape != (stop - start, *self.layout.shape[1:]):
             raise ValueError(f"shard {index} needs shape {(stop - start, *self.layout.shape[1:])}, got {data.shape}")
         try:
             arr = zarr.open_array(os.path.join(self.path, S.INTENSITY), mode="r+")
             arr[start:stop] = data
-            flags = zarr.open_array(os.path.join(self.path, PROGRESS), mode="r+")
-            flags[index] = 1
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write frames {start}..{stop - 1}: {exc}") from exc
+        mark(self.path, index)
         return stop - start
 
 
-def pending_shards(path: str | os.PathLike) -> list[int]:
-    """Indices of time shards not yet written in an incomplete store."""
+def pending_shards(output: str | os.PathLike) -> list[int]:
+    """Indices of time shards not yet written by an interrupted ingest into ``output``."""
     import zarr
 
-    flags = zarr.open_array(os.path.join(str(path), PROGRESS), mode="r")[:]
+    from .blocks import DONE, partial_path
+
+    flags = zarr.open_array(store=str(partial_path(output) / DONE), mode="r")[:]
     return [int(i) for i in np.flatnonzero(flags == 0)]
+
+
+def interrupted(output: str | os.PathLike) -> tuple[int, int] | None:
+    """``(shards written, shards in all)`` of an interrupted ingest into ``output`` (None if there is none)."""
+    from .blocks import partial_path, progress
+
+    partial = partial_path(output)
+    if not partial.is_dir() or store_key(partial) is None:
+        return None
+    return progress(partial)
 
 
 def store_key(path: str | os.PathLike) -> str | None:
@@ -180,20 +192,6 @@ def write_group(path: str | os.PathLike, name: str, ds) -> None:
     """Write (or replace) a small in-memory dataset as group ``name`` of the store at ``path``."""
     with _quiet():
         ds.to_zarr(path, group=name, mode="w", zarr_format=3, consolidated=False)
-
-
-def finalize_series(path: str | os.PathLike) -> None:
-    """Mark a store complete once every shard is written; consolidate metadata for fast opening."""
-    import zarr
-
-    missing = pending_shards(path)
-    if missing:
-        raise StoreError(f"{path}: {len(missing)} shard(s) not written yet (first: {missing[0]}); run ingest again")
-    with _quiet():
-        group = zarr.open_group(str(path), mode="r+")
-        del group[PROGRESS]
-        group.attrs[S.ATTR_COMPLETE] = True
-        zarr.consolidate_metadata(str(path))
 
 
 def open_series(path: str | os.PathLike, *, require_complete: bool = True, validate: bool = True, chunks="store"):
@@ -218,6 +216,10 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
 
     state = store_state(path)
     if state == ABSENT:
+        done = interrupted(path)
+        if done is not None:
+            raise StoreError(f"{path}: the ingest into it was interrupted ({done[0]} of {done[1]} shards written, in "
+                             f"{path}.partial); run the same ingest command again to resume")
         raise StoreError(f"{path}: no such store")
     if state == FOREIGN:
         raise StoreError(f"{path} is not an ecm_dask series store (no {ATTR_FINGERPRINT!r} attribute); "

@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import schema as S
 from ..errors import StoreError
 from ..readers.base import FrameSource
+from . import blocks as B
 from . import layout as L
 from . import series as SS
 
@@ -52,8 +55,9 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
     Parameters
     ----------
     source : any :class:`~ecm_dask.readers.base.FrameSource`
-    output : store path; must not exist unless it is an interrupted store of the same input and settings
-        (then it is resumed) or ``overwrite`` is set (then an existing ecm_dask store there is replaced)
+    output : store path; written as ``<output>.partial`` and renamed when complete.  An interrupted write of the
+        same input and settings is resumed; an existing store is replaced only with ``overwrite`` (and stays
+        whole until the new one is complete)
     attrs : series attributes (from :func:`resolve_metadata`)
     tile, shard_bytes, frames_per_shard : layout (see :func:`~ecm_dask.store.layout.plan_layout`)
     layout : a layout planned already (overrides the three above)
@@ -82,20 +86,21 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
         raise StoreError(f"{output} exists and is not an ecm_dask store; choose another output path")
     if state == SS.COMPLETE and not overwrite:
         raise StoreError(f"{output} already holds a complete series; use --overwrite to replace it")
-    if state == SS.INCOMPLETE and not overwrite and SS.store_key(output) != key:
-        raise StoreError(f"{output} holds an interrupted ingest of a different input or settings; "
+    if state == SS.INCOMPLETE and not overwrite:
+        raise StoreError(f"{output} holds an ingest interrupted by an older ecm_dask (written in place); "
                          "use --overwrite to start over")
-    if overwrite and state in (SS.COMPLETE, SS.INCOMPLETE):
-        SS.remove_store(output)
-        state = SS.ABSENT
-    if state == SS.ABSENT:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        SS.create_series(output, layout, source.dtype, attrs, key)
-    todo = SS.pending_shards(output)
-    if progress and state == SS.INCOMPLETE:
+
+    def create(partial):
+        SS.create_series(partial, layout, source.dtype, attrs, key)
+
+    # an interrupted ingest of this input resumes; one of another input is refused unless overwrite
+    partial, done, resumed = B.prepare(output, key, layout.n_shards, create, other="discard" if overwrite else "refuse",
+                                       what=f"ingest into {output}")
+    todo = [int(i) for i in np.flatnonzero(~done)]
+    if progress and resumed:
         print(f"resuming {output}: {layout.n_shards - len(todo)} of {layout.n_shards} shards already written",
               file=sys.stderr)
-    writer = SS.ShardWriter(output, layout)
+    writer = SS.ShardWriter(partial, layout)
     tasks = [dask.delayed(_write_one, pure=False)(source, writer, i, dask_key_name=f"ingest-shard-{i}-{key[:8]}")
              for i in todo]
     from ..compute import run
@@ -103,9 +108,10 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
     run(tasks, progress=progress,
         label=f"ingest {source.label} -> {output}: {source.shape} {source.dtype}, {len(todo)} shard(s) "
               f"of {layout.shard[0]} frames, chunks {layout.chunk}")
-    for name, group in (extra_groups or {}).items():
-        SS.write_group(output, name, group)
-    SS.finalize_series(output)
+    with B.quiet():
+        for name, group in (extra_groups or {}).items():
+            SS.write_group(partial, name, group)
+    B.commit(partial, output, attrs={S.ATTR_COMPLETE: True})  # complete, consolidated, then renamed into place
     return output
 
 

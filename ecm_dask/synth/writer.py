@@ -20,6 +20,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import StoreError
 from ..readers.base import FrameSource, SourceMetadata
+from ..store import blocks as B
 from ..store import layout as L
 from ..store import series as SS
 from ..store.writer import provenance, write_series
@@ -28,8 +29,6 @@ from .model import SynthParams, drift_trace, truth_maps
 
 INSTRUMENT = "ecm_dask.synth: simulated tilted-dark-field ECM"
 _FRAMES = "frames"
-_DONE = "tiles_done"
-_KEY = "ecm_dask_render_key"
 
 
 def params_dict(params: SynthParams) -> dict[str, Any]:
@@ -93,42 +92,45 @@ def _render_tile(params: SynthParams, path: str, index: int, y0: int, y1: int, x
 
     block = render_block(params, y0, y1, x0, x1, noise=np.isfinite(params.counts_wire))
     zarr.open_array(os.path.join(path, _FRAMES), mode="r+")[:, y0:y1, x0:x1] = block
-    zarr.open_array(os.path.join(path, _DONE), mode="r+")[index] = 1
+    B.mark(path, index)
     return index
+
+
+def render_path(path: str | os.PathLike) -> Path:
+    """The scratch store a synthetic series is rendered into (pixel-major) before it is written as a series."""
+    return B.partial_path(Path(path).with_name(Path(path).name + ".render"))
 
 
 def render_to_temp(params: SynthParams, path: str | os.PathLike, layout: L.SeriesLayout, *,
                    progress: bool = True) -> str:
-    """Render all tiles into a temporary Zarr group at ``path`` (resumes tiles already rendered)."""
+    """Render all tiles into the scratch store of ``path`` (:func:`render_path`) through the block writer (one
+    tick per tile, so an interrupted rendering resumes its missing tiles).  Returns the scratch path."""
     import dask
     import zarr
 
     from ..compute import run
 
-    path = str(path)
     key = SS.fingerprint({"params": params_dict(params), "layout": layout.as_dict()})
-    if os.path.isdir(path):
-        try:
-            same = zarr.open_group(path, mode="r").attrs.get(_KEY) == key
-        except Exception:  # noqa: BLE001 - anything unreadable is simply re-rendered
-            same = False
-        if not same:
-            shutil.rmtree(path)
     noise = np.isfinite(params.counts_wire)
     _, ty, tx = layout.chunk
     tiles = [(y0, min(y0 + ty, params.ny), x0, min(x0 + tx, params.nx))
              for y0 in range(0, params.ny, ty) for x0 in range(0, params.nx, tx)]
-    if not os.path.isdir(path):
-        with SS._quiet():
-            group = zarr.open_group(path, mode="w", zarr_format=3)
-            group.create_array(_FRAMES, shape=layout.shape, chunks=layout.chunk,
-                               dtype="uint16" if noise else "float32", compressors=[SS.compressor()], fill_value=0)
-            group.create_array(_DONE, shape=(len(tiles),), chunks=(1,), dtype="uint8", fill_value=0)
-            group.attrs[_KEY] = key
-    done = zarr.open_array(os.path.join(path, _DONE), mode="r")[:]
-    tasks = [dask.delayed(_render_tile, pure=False)(params, path, i, *t) for i, t in enumerate(tiles) if not done[i]]
+
+    def create(partial):
+        group = zarr.open_group(str(partial), mode="w", zarr_format=3)
+        group.create_array(_FRAMES, shape=layout.shape, chunks=layout.chunk, dtype="uint16" if noise else "float32",
+                           compressors=[SS.compressor()], fill_value=0)
+
+    scratch = render_path(path)
+    scratch, done, _ = B.prepare(scratch.with_name(scratch.name.removesuffix(B.PARTIAL)), key, len(tiles), create,
+                                 what="synthetic rendering")
+    tasks = [dask.delayed(_render_tile, pure=False)(params, str(scratch), i, *t)
+             for i, t in enumerate(tiles) if not done[i]]
     run(tasks, progress=progress, label=f"render synthetic nanowire {layout.shape} in {len(tiles)} tile(s)")
-    return path
+    ticks = B.progress(scratch)
+    if ticks is None or ticks[0] != ticks[1]:
+        raise StoreError(f"{scratch}: {len(tiles) - (ticks or (0,))[0]} tile(s) were not rendered; run again")
+    return str(scratch)
 
 
 def write_synthetic_series(path: str | os.PathLike, params: SynthParams | None = None, *, overwrite: bool = False,
@@ -157,10 +159,9 @@ def write_synthetic_series(path: str | os.PathLike, params: SynthParams | None =
         raise StoreError(f"{path} exists and is not an ecm_dask store; choose another output path")
     itemsize = 2 if np.isfinite(params.counts_wire) else 4
     layout = L.plan_layout((params.n_frames, params.ny, params.nx), itemsize, tile=tile, shard_bytes=shard_bytes)
-    tmp = path.with_name(path.name + ".render-tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_to_temp(params, tmp, layout, progress=progress)  # skips tiles an interrupted run already rendered
-    source = RenderedSource(str(tmp), params)
+    tmp = render_to_temp(params, path, layout, progress=progress)  # skips tiles an interrupted run already rendered
+    source = RenderedSource(tmp, params)
     attrs = S.series_attrs({
         S.ATTR_FRAME_TIME: params.frame_time_s, S.ATTR_PIXEL_SIZE: params.pixel_size_nm,
         S.ATTR_TEMPERATURE: params.temperature_C, S.ATTR_MATERIAL: params.material, S.ATTR_INSTRUMENT: INSTRUMENT,

@@ -84,7 +84,7 @@ def generate_raw(args, params, workdir: Path) -> tuple[Path, dict]:
     t0 = time.perf_counter()
     with connect(args.gen_cluster, workers=args.workers, memory_limit=args.gen_memory_limit, dashboard=False,
                  log=lambda line: None):
-        render_to_temp(params, tmp, layout, progress=not args.quiet)  # resumes tiles of an interrupted run
+        tmp = render_to_temp(params, tmp, layout, progress=not args.quiet)  # resumes tiles of an interrupted run
     t_render = time.perf_counter() - t0
     t0 = time.perf_counter()
     import tifffile

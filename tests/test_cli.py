@@ -74,4 +74,4 @@ def test_demo_writes_a_series_with_ground_truth(tmp_path):
     truth = xr.open_zarr(tmp_path / "demo" / "series.zarr", group="truth")
     assert ds.intensity.shape == (200, 32, 48) and truth.tau.shape == (32, 48)
     assert truth["shift"].shape == (200, 2)  # item access: .shift is the Dataset method
-    assert not (tmp_path / "demo" / "series.zarr.render-tmp").exists()
+    assert not (tmp_path / "demo" / "series.zarr.render.partial").exists()

@@ -203,6 +203,12 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
                              max_shift=max_shift, g2_options=g2_options, fit_options=fit_options,
                              surface_nm=surface_nm, pooling={"radius": adaptive_radius, "tol": adaptive_tol})
     check_run(series, output, config, overwrite=overwrite)
+    if memory_limit is not None and (cluster or "local") == "local" and not profile:
+        from .cluster import _parse_memory
+        from .pipeline.plan import check_memory, plan_run
+        from .store.series import open_series
+
+        check_memory(plan_run(config, open_series(series)), _parse_memory(memory_limit), threads)
     with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
         path = run_pipeline(series, output, config, overwrite=overwrite, progress=not quiet)
     if not no_report:

@@ -35,3 +35,8 @@ class StoreError(EcmError, OSError):
 
 class ParameterError(EcmError, ValueError):
     """An analysis option (ROI, lag range, bad frames, pooling...) is invalid for the series at hand."""
+
+
+class ResourceError(EcmError, RuntimeError):
+    """The machine or cluster cannot run the work as configured (memory limit too small, workers lost, no
+    progress); the message says what to change.  Completed work is kept for a resume."""

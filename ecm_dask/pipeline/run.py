@@ -58,8 +58,15 @@ def run_pipeline(series_path: str | os.PathLike, output: str | os.PathLike, conf
     -------
     Path of ``results.zarr``.
     """
+    from ..compute import active_client
+    from ..store.series import open_series
+    from .plan import check_workers, plan_run
+
     output = Path(output)
     config, key = check_run(series_path, output, config, overwrite=overwrite, **options)
+    client = active_client()
+    if client is not None:  # a task that cannot fit a worker's memory would pause it forever: refuse now
+        check_workers(plan_run(config, open_series(series_path)), client)
     with run_lock(output):
         return _run_locked(series_path, output, config, key, overwrite=overwrite, progress=progress)
 

@@ -120,7 +120,12 @@ def cluster_options(default: str):
         click.option("--profiles-file", type=click.Path(path_type=Path), help="YAML file with cluster profiles"),
         click.option("--local-directory", help="worker scratch directory (node-local disk on clusters)"),
         click.option("--tls", is_flag=True, help="local cluster with temporary TLS credentials (shared login nodes)"),
-        click.option("--host", default="127.0.0.1", show_default=True, help="interface a local cluster listens on"),
+        click.option("--host", default="127.0.0.1", show_default=True,
+                     help="interface a local cluster listens on; another than loopback needs --tls or --insecure-host"),
+        click.option("--insecure-host", is_flag=True,
+                     help="allow a non-loopback --host without TLS (anyone reaching it can run code as you)"),
+        click.option("--dashboard-host", default="127.0.0.1", show_default=True,
+                     help="interface of the dask dashboard (it has no authentication)"),
     ]
 
     def decorate(func):
@@ -132,13 +137,14 @@ def cluster_options(default: str):
 
 
 def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
-             default="local"):
+             insecure_host=False, dashboard_host="127.0.0.1", default="local"):
     from .cluster import connect
 
     if cluster is None and not profile:
         cluster = default
     return connect(cluster, workers=workers, threads=threads, memory_limit=memory_limit, profile=profile,
                    profiles_file=profiles_file, local_directory=local_directory, tls=tls, host=host,
+                   insecure_host=insecure_host, dashboard_host=dashboard_host,
                    log=lambda line: click.echo(line, err=True))
 
 
@@ -180,14 +186,19 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
         normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, adaptive_radius, adaptive_tol,
         report_dir, no_report, cluster, workers, threads, memory_limit, profile,
-        profiles_file, local_directory, tls, host, overwrite, quiet):
+        profiles_file, local_directory, tls, host, insecure_host, dashboard_host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
     /regions, /distributions, /artefacts, /g2, /drift).
 
     Completed stages (and completed pixel blocks of an interrupted stage) are kept in OUTPUT.stages/ and
     skipped when the same command runs again.
     """
+    from .cluster import check_host
     from .pipeline.config import RunConfig
+
+    if (cluster or "local") == "local" and not profile:  # refuse an open cluster before anything else
+        check_host(host, tls=tls, insecure=insecure_host, log=lambda line: None)
+        check_host(dashboard_host, insecure=insecure_host, what="--dashboard-host", log=lambda line: None)
     from .pipeline.run import check_run, default_report_dir, run_pipeline
 
     g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
@@ -209,7 +220,8 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
         from .store.series import open_series
 
         check_memory(plan_run(config, open_series(series)), _parse_memory(memory_limit), threads)
-    with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host):
+    with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
+                  insecure_host, dashboard_host):
         path = run_pipeline(series, output, config, overwrite=overwrite, progress=not quiet)
     if not no_report:
         from .pipeline.report import write_report

@@ -15,7 +15,9 @@ Choices for ``cluster``
 ``"slurm"``, ``"pbs"``   a dask-jobqueue cluster; workers are batch jobs (``--profile`` picks a named profile
                    from ``cluster/profiles.yaml`` or your own file)
 
-Security: a local cluster binds 127.0.0.1 unless ``host`` says otherwise; ``tls=True`` gives it
+Security: a local cluster binds 127.0.0.1 unless ``host`` says otherwise, and another address is refused unless
+``tls=True`` or ``insecure_host=True`` (dask runs any code a client sends); the dashboard stays on 127.0.0.1
+unless ``dashboard_host`` says otherwise.  ``tls=True`` gives the cluster
 temporary TLS credentials (distributed's ``Security.temporary``), so other users of a shared login node can
 neither connect to the scheduler nor read the traffic.  For a remote ``tls://`` scheduler pass a
 :class:`distributed.security.Security` (or set dask's ``distributed.comm.tls`` configuration).
@@ -92,6 +94,33 @@ def _parse_memory(value) -> int | None:
     return n
 
 
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    h = str(host).strip().strip("[]")
+    if h.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a host name or interface: reachable from elsewhere until proven otherwise
+
+
+def check_host(host: str, *, tls: bool = False, insecure: bool = False, what: str = "--host", log=None) -> None:
+    """Refuse to listen on a non-loopback ``host`` without TLS: an unauthenticated dask scheduler runs any code
+    sent to it.  ``insecure=True`` (``--insecure-host``) allows it with a warning line."""
+    if is_loopback(host) or tls:
+        return
+    if not insecure:
+        raise InputError(f"{what} {host} would let anyone who can reach this machine run code in the cluster (dask "
+                         "has no authentication without TLS); add --tls (temporary TLS credentials), or "
+                         "--insecure-host if this network is trusted")
+    (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
+        f"warning: the cluster listens on {host} without TLS (--insecure-host): anyone who can reach it can run code "
+        "as you")
+
+
 def default_local_workers(memory_limit: int | None = None, workers: int | None = None) -> tuple[int, int]:
     """Workers and per-worker memory for a LocalCluster: ``workers`` or one single-threaded process per core,
     at most as many as fit in 80 % of the memory at ~1 GiB each; 80 % of the memory split evenly among them
@@ -119,7 +148,8 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
             memory_limit: str | int | None = None, profile: str | None = None,
             profiles_file: str | os.PathLike | None = None, host: str = "127.0.0.1", tls: bool = False,
             security=None, local_directory: str | None = None, dashboard: bool = True,
-            wait_timeout: float | None = None, log=None):
+            wait_timeout: float | None = None, log=None, insecure_host: bool = False,
+            dashboard_host: str = "127.0.0.1"):
     """Start or join a dask cluster for the duration of the ``with`` block; yield the Client (None for
     ``"threads"``).  Everything started here is shut down on exit, including on errors and Ctrl-C.
 
@@ -131,11 +161,14 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
     threads : threads per local worker
     memory_limit : per worker, e.g. ``"2GB"`` (local: default splits 80 % of RAM; jobqueue: job memory)
     profile, profiles_file : a named jobqueue profile (see ``cluster/profiles.yaml``)
-    host : interface the local scheduler and workers listen on (127.0.0.1: not reachable from other hosts)
+    host : interface the local scheduler and workers listen on (127.0.0.1: not reachable from other hosts); any
+        other address needs ``tls=True`` or ``insecure_host=True`` (see :func:`check_host`)
     tls : local cluster with temporary TLS credentials (needs the ``cryptography`` package)
     security : a :class:`distributed.security.Security` for a ``tls://`` scheduler address
     local_directory : worker scratch (spilled data); put it on node-local disk on clusters
-    dashboard : serve the dashboard (local cluster; on 127.0.0.1 at a free port)
+    dashboard : serve the dashboard (local cluster, at a free port on ``dashboard_host``)
+    insecure_host : allow a non-loopback ``host`` without TLS (a warning is logged)
+    dashboard_host : interface of the dashboard (default 127.0.0.1 whatever ``host`` is; the same rules apply)
     wait_timeout : seconds to wait for the first jobqueue worker (default 300)
     log : callable taking one line (default: print to stderr)
     """
@@ -149,6 +182,10 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
     if threads < 1:
         raise InputError(f"threads per worker must be at least 1 (got {threads})")
     memory = _parse_memory(memory_limit)
+    if kind == "local":  # before anything listens
+        check_host(host, tls=tls, insecure=insecure_host, log=log)
+        if dashboard:
+            check_host(dashboard_host, tls=False, insecure=insecure_host, what="--dashboard-host", log=log)
 
     if kind == "threads":
         yield None
@@ -175,7 +212,7 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
 
         n, memory = default_local_workers(memory, workers)
         kwargs = dict(n_workers=n, threads_per_worker=threads, memory_limit=memory, processes=True,
-                      host=host, dashboard_address=f"{host}:0", local_directory=local_directory)
+                      host=host, dashboard_address=f"{dashboard_host}:0", local_directory=local_directory)
         if not dashboard:
             kwargs["scheduler_kwargs"] = {"dashboard": False}
         if tls:

@@ -1,4 +1,4 @@
-"""Command line: ``ecm-dask ingest | run | info | demo``.
+"""Command line: ``ecm-dask ingest | run | info | verify | report | demo``.
 
 User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
 status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
@@ -19,8 +19,11 @@ from .errors import EcmError
 def _friendly(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from .compute import interruptible
+
         try:
-            return func(*args, **kwargs)
+            with interruptible():  # Ctrl-C stops the stage even if Python delivers it inside a callback
+                return func(*args, **kwargs)
         except EcmError as exc:
             if os.environ.get("ECM_DASK_DEBUG"):
                 raise
@@ -57,6 +60,8 @@ def main():
 @click.option("--description", help="free text stored with the series")
 @click.option("--format", "fmt", help="force the reader (tiff, tiff-folder, dm, emd, hdf5, mrc, npy, zarr)")
 @click.option("--dataset", help="dataset path inside an HDF5 file or Zarr group")
+@click.option("--axes", help="stored axis order of HDF5/EMD data, letters t y x, e.g. yxt [default: from the file's "
+                             "axis labels; unlabelled: tyx]")
 @click.option("--tile", type=click.IntRange(8, 1024), default=64, show_default=True,
               help="spatial size of an inner chunk, pixels")
 @click.option("--shard-mb", type=float, default=64.0, show_default=True,
@@ -65,7 +70,7 @@ def main():
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_friendly
 def ingest(inputs, output, frame_time, pixel_size, temperature, material, instrument, description, fmt, dataset,
-           tile, shard_mb, overwrite, quiet):
+           axes, tile, shard_mb, overwrite, quiet):
     """Convert INPUTS (a multi-frame file, a folder of frames, or frame files) into a series store.
 
     Formats: multi-page TIFF or a folder of TIFFs, Gatan DM3/DM4, Velox or Berkeley EMD, HDF5, MRC,
@@ -76,7 +81,7 @@ def ingest(inputs, output, frame_time, pixel_size, temperature, material, instru
 
     path = run_ingest(list(inputs) if len(inputs) > 1 else inputs[0], output, frame_time_s=frame_time,
                       pixel_size_nm=pixel_size, temperature_C=temperature, material=material, instrument=instrument,
-                      description=description, format=fmt, dataset=dataset, overwrite=overwrite, tile=tile,
+                      description=description, format=fmt, dataset=dataset, axes=axes, overwrite=overwrite, tile=tile,
                       shard_mb=shard_mb, progress=not quiet)
     click.echo(describe(path))
     click.echo(f"wrote {path}")
@@ -239,10 +244,32 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
 @click.argument("store", type=click.Path(path_type=Path))
 @_friendly
 def info(store):
-    """Describe what is in a STORE (series or results)."""
-    from .store.info import describe
+    """Describe what is in a STORE (series, an interrupted ingest, results, or a stage checkpoint)."""
+    from .store.info import describe, store_kind
 
-    click.echo(describe(store))
+    if store_kind(store) == "results":
+        from .pipeline.results import describe_results
+
+        click.echo(describe_results(store))
+    else:
+        click.echo(describe(store))
+
+
+@main.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@_friendly
+def verify(store):
+    """Decode every chunk of STORE (series, stage or results) and list missing or damaged files; exit 1 if any."""
+    from .errors import StoreError
+    from .store.integrity import verify as verify_store
+
+    if not (store / "zarr.json").is_file():
+        raise StoreError(f"{store}: not a Zarr store")
+    problems = verify_store(store)
+    for line in problems:
+        click.echo(line)
+    click.echo(f"{store}: {'OK, every chunk decodes and passes its checksum' if not problems else f'{len(problems)} damaged or missing file(s)'}")
+    sys.exit(1 if problems else 0)
 
 
 def _pixels(ctx, param, value):

@@ -25,6 +25,7 @@ neither connect to the scheduler nor read the traffic.  For a remote ``tls://`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -144,6 +145,24 @@ def describe(client) -> str:
 
 
 @contextmanager
+def _workers_ignore_sigint():
+    """Start processes with SIGINT ignored (inherited through spawn/exec; Python then installs no KeyboardInterrupt
+    handler in them): a Ctrl-C at the terminal reaches the whole process group, and worker processes would each
+    print a traceback instead of being shut down quietly by this one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+@contextmanager
 def connect(cluster: str | None = "local", *, workers: int | None = None, threads: int = 1,
             memory_limit: str | int | None = None, profile: str | None = None,
             profiles_file: str | os.PathLike | None = None, host: str = "127.0.0.1", tls: bool = False,
@@ -212,6 +231,7 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
 
         n, memory = default_local_workers(memory, workers)
         kwargs = dict(n_workers=n, threads_per_worker=threads, memory_limit=memory, processes=True,
+                      silence_logs=logging.ERROR,  # workers: errors only (memory trouble: see compute.py)
                       host=host, dashboard_address=f"{dashboard_host}:0", local_directory=local_directory)
         if not dashboard:
             kwargs["scheduler_kwargs"] = {"dashboard": False}
@@ -223,7 +243,9 @@ def connect(cluster: str | None = "local", *, workers: int | None = None, thread
             except ImportError:
                 raise InputError("--tls needs the 'cryptography' package (pip install cryptography)") from None
             kwargs["protocol"] = "tls://"
-        with LocalCluster(**kwargs) as lc, Client(lc) as client:
+        with _workers_ignore_sigint():  # Ctrl-C goes to this process, which stops the workers itself
+            lc = LocalCluster(**kwargs)
+        with lc, Client(lc) as client:
             log(describe(client))
             yield client
         return

@@ -13,9 +13,12 @@ whose worker dies again and again (``KilledWorker``) ends in the same error clas
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import ResourceError
@@ -31,6 +34,46 @@ STALL_TIMEOUT_S = 3600.0
 STALL_ENV = "ECM_DASK_STALL_TIMEOUT"
 #: how often the watchdog looks
 POLL_S = 0.25
+
+
+#: set by the SIGINT handler of :func:`interruptible`; the wait loops raise KeyboardInterrupt at their next look
+_INTERRUPTED = threading.Event()
+
+
+@contextmanager
+def interruptible():
+    """Make Ctrl-C stop the running stage reliably: Python delivers SIGINT as a KeyboardInterrupt to whatever runs
+    in the main thread, and one raised inside a callback (distributed's garbage-collection hooks, for instance) is
+    printed as "Exception ignored" and lost.  The handler also sets a flag that the wait loops check."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if not _INTERRUPTED.is_set():
+            _INTERRUPTED.set()
+            import logging
+
+            for name in ("distributed", "asyncio", "tornado"):  # the shutdown that follows is expected: no noise
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    _INTERRUPTED.clear()
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        interrupted = _INTERRUPTED.is_set()
+        _INTERRUPTED.clear()
+        if interrupted:  # a KeyboardInterrupt swallowed somewhere still ends the command
+            raise KeyboardInterrupt
+
+
+def _check_interrupt() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def active_client():
@@ -137,6 +180,7 @@ def _run_distributed(client, tasks, progress: bool, label: str) -> list[Any]:
     ok = False
     try:
         while True:
+            _check_interrupt()
             try:
                 wait(futures, timeout=POLL_S)
                 break
@@ -168,7 +212,7 @@ def _run_distributed(client, tasks, progress: bool, label: str) -> list[Any]:
         ok = True
         return out
     finally:
-        if not ok:
+        if not ok and not _INTERRUPTED.is_set():  # on Ctrl-C the cluster is shut down next: no cancel noise
             client.cancel(futures)
         bar.close(ok)
 
@@ -191,6 +235,7 @@ def _run_threads(tasks, progress: bool, label: str) -> list[Any]:
             self.bar = Progress(self.n, label)
 
         def _posttask(self, key, result, dsk, state, worker_id):
+            _check_interrupt()
             self.finished = len(state["finished"])
             self.bar.update(self.finished)
 
@@ -210,10 +255,18 @@ def run(tasks: Sequence[Any], *, progress: bool = True, label: str = "") -> list
     """Compute dask collections (e.g. delayed tasks) and return their results in order.
 
     ``label`` names the stage in progress lines and errors; see the module doc for progress and the watchdog.
+    Damaged stored bytes met by a task (checksum, truncated shard) end in one StoreError.
     """
+    from .store.integrity import damaged, is_damage
+
     if not tasks:
         return []
     client = active_client()
-    if client is not None:
-        return _run_distributed(client, tasks, progress, label)
-    return _run_threads(tasks, progress, label)
+    try:
+        if client is not None:
+            return _run_distributed(client, tasks, progress, label)
+        return _run_threads(tasks, progress, label)
+    except Exception as err:
+        if is_damage(err):
+            raise damaged(err, label or "reading a store") from None
+        raise

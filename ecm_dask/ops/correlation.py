@@ -117,10 +117,12 @@ def _read_region(path, y0, y1, x0, x1, halo, shifts=None, mode="integer"):
     """
     import zarr
 
+    from ..store.integrity import read_checked
+
     arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
     hy, hx = halo
     if (hy, hx) == (0, 0):
-        return arr[:, y0:y1, x0:x1]
+        return read_checked(arr, (slice(None), slice(y0, y1), slice(x0, x1)), path)
     n_t, ny, nx = arr.shape
     out = np.full((n_t, y1 - y0 + 2 * hy, x1 - x0 + 2 * hx), np.nan, dtype=np.float32)
     if shifts is None:
@@ -134,7 +136,8 @@ def _read_region(path, y0, y1, x0, x1, halo, shifts=None, mode="integer"):
         ya, yb = max(0, y0 + int(ly)), min(ny, y1 + int(uy))
         xa, xb = max(0, x0 + int(lx)), min(nx, x1 + int(ux))
         if ya < yb and xa < xb:
-            out[t0:t1, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = arr[t0:t1, ya:yb, xa:xb]
+            out[t0:t1, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = read_checked(
+                arr, (slice(t0, t1), slice(ya, yb), slice(xa, xb)), path)
     return out
 
 

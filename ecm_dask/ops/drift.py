@@ -58,6 +58,15 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
     ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
     frames = np.asarray(intensity.isel({S.Y: slice(ya, yb), S.X: slice(xa, xb)}).values, dtype=np.float64)
+    # frames with NaN/inf in the reference window (a dropped or blanked frame) cannot be registered: they are
+    # left out, their shift interpolated and flagged as outliers, and named in the attributes
+    finite = np.isfinite(frames).all(axis=(1, 2))
+    if finite.sum() < 2:
+        raise ParameterError(f"reference ROI {y0}:{y1},{x0}:{x1}: {int((~finite).sum())} of {finite.size} frames hold "
+                             "NaN/inf there; choose another reference (--reference-roi) or run with --no-drift")
+    nonfinite = np.flatnonzero(~finite)
+    all_frames = frames
+    frames = frames[finite]
     n_ref = min(N_REFERENCE_FRAMES, frames.shape[0])
     ref = frames[:n_ref].mean(axis=0)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     shot = max(float(ref.mean()), 1e-12) / n_ref
@@ -71,7 +80,15 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
                                            max_shift=max_shift)
     except ValueError as exc:  # an option or a region the kernel cannot work with: name the ROI
         raise ParameterError(f"drift with reference ROI {y0}:{y1},{x0}:{x1}: {exc}") from None
+    if nonfinite.size:  # back onto every frame: the left-out ones interpolated between their neighbours
+        t_all, t_ok = np.arange(all_frames.shape[0]), np.flatnonzero(finite)
+        shifts = np.stack([np.interp(t_all, t_ok, shifts[:, k]) for k in range(2)], axis=1)
+        full = np.zeros(t_all.size)
+        full[t_ok] = peaks
+        peaks = full  # a peak of 0: an outlier for clean_shifts, flagged as such
     cleaned, outliers = KD.clean_shifts(shifts, peaks, smooth=smooth)
+    outliers = np.asarray(outliers, dtype=bool)
+    outliers[nonfinite] = True
     if max_shift is not None:
         big = np.flatnonzero(np.abs(cleaned).max(axis=1) > max_shift)
         if big.size:
@@ -89,5 +106,6 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
         coords=coords)
     ds.attrs.update({"reference_roi_px": [y0, y1, x0, x1], "margin_px": m, "reference": reference,
                      "upsample": int(upsample), "window": str(window), "max_shift_px": max_shift,
-                     "smooth_frames": int(smooth), "n_outliers": int(outliers.sum())})
+                     "smooth_frames": int(smooth), "n_outliers": int(outliers.sum()),
+                     "nonfinite_frames": [int(t) for t in nonfinite[:1000]]})
     return ds

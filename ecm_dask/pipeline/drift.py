@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import schema as S
 from ..errors import ParameterError
 from ..store.blocks import write_dataset
@@ -24,8 +26,18 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
         raise ParameterError(f"frames of {ny} x {nx} pixels are too small to estimate drift (at least "
                              f"{KD.MIN_SIZE} x {KD.MIN_SIZE}); run without drift correction (--no-drift)")
     size = (min(size[0], ny), min(size[1], nx))  # small frames: the whole frame at most
-    head = series[S.INTENSITY].isel({S.TIME: slice(0, min(SUGGEST_FRAMES, series.sizes[S.TIME]))}).astype("float64")
-    return suggest_reference(head.mean(S.TIME).values, head.var(S.TIME).values, size=size)
+    n = min(SUGGEST_FRAMES, series.sizes[S.TIME])
+    head = series[S.INTENSITY].isel({S.TIME: slice(0, n)}).astype("float64")
+    mean, var = head.mean(S.TIME).values, head.var(S.TIME).values  # NaN frames are skipped
+    if not np.isfinite(mean).any() or not (np.nan_to_num(mean) > 0).any():
+        raise ParameterError(f"no drift reference can be found: the first {n} frames are "
+                             f"{'all NaN' if not np.isfinite(mean).any() else 'dark (no positive counts)'}; give a "
+                             "reference with --reference-roi Y0:Y1,X0:X1 or run without drift correction (--no-drift)")
+    try:
+        return suggest_reference(mean, var, size=size)
+    except ValueError as err:
+        raise ParameterError(f"no drift reference can be found in the first {n} frames ({err}); give one with "
+                             "--reference-roi Y0:Y1,X0:X1 or run without drift correction (--no-drift)") from None
 
 
 def run_drift(series_path: str | os.PathLike, output: str | os.PathLike, *, roi=None, figure=None,

@@ -66,7 +66,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
            frame_time_s: float | None = None, pixel_size_nm: float | None = None,
            temperature_C: float | None = None, material: str | None = None, instrument: str | None = None,
            description: str | None = None, format: str | None = None, dataset: str | None = None,
-           overwrite: bool = False, tile: int = L.DEFAULT_TILE, shard_mb: float = L.DEFAULT_SHARD_BYTES / 2**20,
+           axes: str | None = None, overwrite: bool = False, tile: int = L.DEFAULT_TILE, shard_mb: float = L.DEFAULT_SHARD_BYTES / 2**20,
            progress: bool = True) -> Path:
     """Read instrument files and write a series store; see :func:`write_series` for resume rules.
 
@@ -77,6 +77,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     frame_time_s, pixel_size_nm : calibration; override what the file says (required if it says nothing)
     temperature_C, material, instrument, description : sample and instrument description
     format, dataset : force the reader, or name the dataset inside HDF5/Zarr containers
+    axes : stored axis order of HDF5/EMD data (e.g. ``"yxt"``); default: from the file's axis labels
     overwrite : replace an existing store at ``output``
     tile, shard_mb : layout (inner chunk tile in pixels, shard size in MiB)
     progress : show progress
@@ -90,7 +91,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
 
     if isinstance(shard_mb, bool) or not isinstance(shard_mb, (int, float)) or not 0 < shard_mb <= MAX_SHARD_MB:
         raise ParameterError(f"--shard-mb must be a number of MiB in (0, {MAX_SHARD_MB}], got {shard_mb!r}")
-    source = open_source(inputs, format=format, dataset=dataset)
+    source = open_source(inputs, format=format, dataset=dataset, axes=axes)
     out = Path(output)
     given = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     check_apart(out, [*given, *source.paths])  # the folder or pattern given and every file read from it

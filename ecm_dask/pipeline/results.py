@@ -21,6 +21,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import StoreError
 from ..store.blocks import KEY_ATTR, atomic
+from ..store.integrity import checksummed
 
 #: variables the root of every results store carries (the contract)
 ROOT_MAPS = S.ROOT_MAPS
@@ -150,6 +151,30 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
         groups[f"/{S.DRIFT_GROUP}"] = xr.open_zarr(drift)
     tree = xr.DataTree.from_dict(groups)
     S.validate_results(tree)
+    tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items()})  # crc32c on every chunk
     with atomic(output, overwrite=overwrite) as partial:
-        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
+        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True, write_empty_chunks=True)
     return Path(output)
+
+
+def describe_results(path: str | os.PathLike) -> str:
+    """``ecm-dask info`` of a results store: the map, pixels per status, per-region τ and β, the run."""
+    import xarray as xr
+
+    from ..store.info import _human, disk_usage
+    from .report import region_summary
+
+    root = xr.open_zarr(path)
+    status = np.asarray(root[S.STATUS].values)
+    codes, counts = np.unique(status, return_counts=True)
+    cfg = root.attrs.get(S.ATTR_RUN_CONFIG) or {}
+    g2 = cfg.get("g2") or {}
+    lines = [f"{path}  (results of ecm-dask run, {_human(disk_usage(path))} on disk)",
+             f"  maps       {', '.join(S.ROOT_VALUE_MAPS)} on (y: {root.sizes[S.Y]}, x: {root.sizes[S.X]})",
+             "  status     " + ", ".join(f"{S.RESULT_STATUS.get(int(c), int(c))} {n}" for c, n in zip(codes, counts)),
+             f"  series     {cfg.get('series', root.attrs.get('series'))}",
+             f"  run        drift {'on' if cfg.get('drift', True) else 'off'}, g2 {g2.get('method', '?')} "
+             f"{g2.get('normalization', '')}, pool {g2.get('pool', 1)}, bad frames {g2.get('bad_frames') or 'none'}",
+             "  groups     /fit, /regions, /distributions, /artefacts, /g2" + (", /drift" if cfg.get("drift") else "")]
+    summary = region_summary(path)
+    return "\n".join([*lines, summary] if summary else lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,7 @@ def _saved_fingerprint(work: Path) -> str | None:
 def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overwrite: bool, progress: bool) -> Path:
     import xarray as xr
 
+    from ..store.integrity import check_complete
     from .correlate import run_g2
     from .drift import run_drift
     from .fit import run_fit
@@ -161,7 +163,16 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
     saved.write_text(json.dumps({"fingerprint": key, "config": config.as_dict()}, indent=2))
 
     def done(name: str) -> bool:
-        return (work / name / "zarr.json").is_file()
+        """A complete, undamaged checkpoint (a damaged one - missing or truncated chunk files - is made again)."""
+        if not (work / name / "zarr.json").is_file():
+            return False
+        try:
+            check_complete(work / name)
+        except StoreError as err:
+            print(f"{err}; computing that stage again", file=sys.stderr)
+            shutil.rmtree(work / name)
+            return False
+        return True
 
     drift_path = work / "drift.zarr"
     shifts = None

@@ -53,7 +53,22 @@ def screen(g2, drift=None, *, surface_nm: float = SURFACE_NM):
     from ..ops.artefacts import screen_artefacts
 
     mean = g2[S.MEAN_INTENSITY].load()
-    usable = g2[S.STATUS].load() == 0
+    status = g2[S.STATUS].load()
+    usable = status == 0
+    if not bool(usable.any()):  # nothing to map: say why instead of failing inside the region map
+        from ..errors import InputError
+        from ..kernels.g2 import PIXEL_STATUS
+
+        codes, counts = np.unique(status.values, return_counts=True)
+        why = ", ".join(f"{n} {PIXEL_STATUS.get(int(c), f'status {int(c)}')}" for c, n in zip(codes, counts))
+        hint = ""
+        if (status.values == 1).any():
+            frames = list((drift.attrs.get("nonfinite_frames") or []) if drift is not None else [])
+            hint = ("; frames holding NaN/inf make pixels non-finite: list them with --bad-frames"
+                    + (f" (the drift reference saw NaN/inf in frame(s) {', '.join(map(str, frames[:10]))})"
+                       if frames else ""))
+        raise InputError(f"{g2.attrs.get('series', 'the series')}: no pixel has usable data ({why}); nothing to "
+                         f"correlate or fit - check the input (an all-zero, all-NaN or saturated series?){hint}")
     contrast = lag0_contrast(g2).load().where(usable)
     regions = classify(mean.where(usable), surface_nm=surface_nm, contrast=contrast, unknown=~usable.values)
     regions[S.REGION].attrs.update(S.flag_attrs(S.REGION_FLAGS, "region"))
@@ -70,15 +85,17 @@ def run_screen(g2_path: str | os.PathLike, output: str | os.PathLike, *, drift_p
     import xarray as xr
 
     from ..store.blocks import atomic
+    from ..store.integrity import checksummed
 
     g2 = xr.open_zarr(g2_path)
     drift = xr.open_zarr(drift_path) if drift_path is not None else None
     regions, artefacts = screen(g2, drift, surface_nm=surface_nm)
     regions.attrs["surface_nm"] = float(surface_nm)
     with atomic(output, overwrite=overwrite) as partial:
-        tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs={"g2": os.path.abspath(g2_path)}),
-                                      f"/{S.REGIONS_GROUP}": regions, f"/{S.ARTEFACTS_GROUP}": artefacts})
-        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True)
+        groups = {"/": xr.Dataset(attrs={"g2": os.path.abspath(g2_path)}), f"/{S.REGIONS_GROUP}": regions,
+                  f"/{S.ARTEFACTS_GROUP}": artefacts}
+        tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items()})
+        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True, write_empty_chunks=True)
     return Path(output)
 
 

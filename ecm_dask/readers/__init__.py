@@ -44,7 +44,7 @@ _FORMATS_WITH_DATASET = ("emd", "hdf5", "zarr")
 
 
 def open_source(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, format: str | None = None,
-                dataset: str | None = None) -> FrameSource:
+                dataset: str | None = None, axes: str | None = None) -> FrameSource:
     """Open an image series lazily, reading headers only.
 
     Parameters
@@ -57,6 +57,9 @@ def open_source(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, form
     dataset : str, optional
         For HDF5, EMD and Zarr: the path of the array inside the file (for Velox EMD also the
         signal title, e.g. ``"HAADF"``, or its index).
+    axes : str, optional
+        For HDF5 and Berkeley EMD: the stored axis order with the letters t, y, x (e.g. ``"yxt"``); by default
+        it is read from the file's axis labels (:mod:`ecm_dask.readers.axes`).
 
     Returns
     -------
@@ -77,6 +80,13 @@ def open_source(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, form
         fmt = str(format).strip().lower()
         if fmt not in FORMATS:
             raise InputError(f"unknown format {format!r} for {_describe(paths)}; use one of: {', '.join(FORMATS)}")
+    if axes is not None:
+        from .axes import parse_axes
+
+        axes = parse_axes(axes)
+        if fmt not in ("hdf5", "emd"):
+            raise InputError(f"{_describe(paths)}: --axes applies to HDF5 and EMD inputs, not to {fmt} (whose frames "
+                             "are stored one after another)")
     if dataset is not None and fmt not in _FORMATS_WITH_DATASET:
         raise InputError(f"{_describe(paths)}: a dataset ({dataset!r}) can only be chosen in "
                          f"{', '.join(_FORMATS_WITH_DATASET)} inputs, not in {fmt}")
@@ -99,11 +109,11 @@ def open_source(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, form
     if fmt == "emd":
         from .emd import open_emd
 
-        return open_emd(path, dataset=dataset)
+        return open_emd(path, dataset=dataset, axes=axes)
     if fmt == "hdf5":
         from .hdf5 import Hdf5Source
 
-        return Hdf5Source(path, dataset=dataset)
+        return Hdf5Source(path, dataset=dataset, axes=axes)
     if fmt == "mrc":
         from .mrc import MrcSource
 

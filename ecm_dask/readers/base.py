@@ -126,7 +126,11 @@ class FrameSource(ABC):
             st = os.stat(p) if os.path.isfile(p) else None
             files.append({"path": os.path.abspath(p), "size": st.st_size if st else None,
                           "mtime_ns": st.st_mtime_ns if st else None})
-        return {"format": self.format_name, "shape": list(self.shape), "dtype": str(self.dtype), "files": files}
+        out = {"format": self.format_name, "shape": list(self.shape), "dtype": str(self.dtype), "files": files}
+        order = getattr(self, "axis_order", None)
+        if order is not None and tuple(order) != (0, 1, 2):  # a reordered read is other input (unchanged keys else)
+            out["axis_order"] = list(order)
+        return out
 
     def to_dask(self, frames_per_chunk: int | None = None):
         """The whole series as a lazy dask array, one task per ``frames_per_chunk`` frames."""

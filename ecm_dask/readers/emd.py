@@ -17,16 +17,15 @@ from ._common import (
     _calibrated_time,
     _check_series_shape,
     _clean_unit,
-    _is_time_unit,
     _native_dtype,
     _put,
     _require_file,
 )
+from .axes import resolve_axes
 from .base import FrameSource, SourceMetadata
 from .hdf5 import Hdf5Source, describe_candidates, open_h5
 
 _VELOX_KWARGS = {"select_type": "images"}
-_TIME_NAMES = ("t", "time", "frame", "frames", "frame_number", "image", "images", "n")
 
 
 def emd_variant(f) -> str | None:
@@ -73,17 +72,20 @@ def berkeley_groups(f) -> list[str]:
     return out
 
 
-def open_emd(path: str | os.PathLike, dataset: str | None = None) -> FrameSource:
-    """Open a Velox or Berkeley EMD file; an HDF5 file of neither kind is read as generic HDF5."""
+def open_emd(path: str | os.PathLike, dataset: str | None = None, axes: str | None = None) -> FrameSource:
+    """Open a Velox or Berkeley EMD file; an HDF5 file of neither kind is read as generic HDF5.  ``axes``
+    (``--axes``) gives the stored axis order of Berkeley EMD and HDF5 data; Velox stacks are ordered by rosettasciio."""
     path = os.fspath(path)
     _require_file(path)
     with open_h5(path) as f:
         variant = emd_variant(f)
     if variant == "velox":
+        if axes is not None:
+            raise InputError(f"{path}: --axes does not apply to Velox EMD files (their axes are read from the file)")
         return VeloxEmdSource(path, dataset=dataset)
     if variant == "berkeley":
-        return BerkeleyEmdSource(path, dataset=dataset)
-    return Hdf5Source(path, dataset=dataset)
+        return BerkeleyEmdSource(path, dataset=dataset, axes=axes)
+    return Hdf5Source(path, dataset=dataset, axes=axes)
 
 
 class VeloxEmdSource(RsciioStackSource):
@@ -129,7 +131,7 @@ class BerkeleyEmdSource(FrameSource):
 
     format_name = "Berkeley EMD"
 
-    def __init__(self, path: str | os.PathLike, dataset: str | None = None):
+    def __init__(self, path: str | os.PathLike, dataset: str | None = None, axes: str | None = None):
         path = os.fspath(path)
         self.paths = [path]
         _require_file(path)
@@ -164,14 +166,10 @@ class BerkeleyEmdSource(FrameSource):
             for i in range(3):
                 dim = grp.get(f"dim{i + base}")
                 dims.append(_parse_dim(dim))
-            t = _time_axis(dims)
-            others = [i for i in range(3) if i != t]
-            if t == 2:
-                others = others[::-1]
-            order = (t, *others)
+            order = resolve_axes(label, [(name, units) for name, units, _ in dims], axes, time_last_reverses=True)
             self.shape = _check_series_shape(label, tuple(disk_shape[i] for i in order))
             self._group = group
-            self._order = order
+            self._order = self.axis_order = order
             extra: dict = {"emd_group": group, "emd_axis_order": list(order)}
             version = [f.attrs.get("version_major"), f.attrs.get("version_minor")]
             if version[0] is not None:
@@ -227,13 +225,3 @@ def _parse_dim(dim) -> tuple[str | None, str | None, float | None]:
     except Exception:  # noqa: BLE001 - an odd dim vector only loses the calibration
         scale = None
     return (str(name) if name is not None else None), units, scale
-
-
-def _time_axis(dims) -> int:
-    for i, (_, units, _) in enumerate(dims):
-        if units and _is_time_unit(units):
-            return i
-    for i, (name, _, _) in enumerate(dims):
-        if name and str(name).strip().lower() in _TIME_NAMES:
-            return i
-    return 0

@@ -16,6 +16,7 @@ from ._common import (
     _put,
     _require_file,
 )
+from .axes import resolve_axes
 from .base import FrameSource, SourceMetadata
 
 
@@ -62,16 +63,67 @@ def describe_candidates(items) -> str:
     return ", ".join(f"{p} {shape} {dtype}" for p, shape, dtype in items) or "none"
 
 
-class Hdf5Source(FrameSource):
-    """A 3-D dataset ``(time, y, x)`` in an HDF5 file.
+def dimension_labels(ds) -> list[tuple[str | None, str | None]]:
+    """``(name, units)`` of each axis of an h5py dataset from its dimension labels and attached dimension scales
+    (``units``/``unit`` attributes of the scale, or of the dataset as ``<label>_units``)."""
+    from ._common import _clean_unit
 
-    Calibration is taken from attributes ``frame_time_s`` and ``pixel_size_nm`` on the dataset, its
-    parent groups or the file, when present.
+    out = []
+    for i in range(ds.ndim):
+        dim = ds.dims[i]
+        name = dim.label or None
+        units = None
+        try:
+            scales = list(dim.values())
+        except Exception:  # noqa: BLE001 - an unreadable scale only loses its label
+            scales = []
+        if scales:
+            scale = scales[0]
+            for key in ("units", "unit", "Units"):
+                if key in scale.attrs:
+                    units = _clean_unit(scale.attrs[key])
+                    break
+            if name is None:
+                for key in ("long_name", "name", "NAME"):
+                    v = scale.attrs.get(key)
+                    if v is not None:
+                        v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                        if not v.startswith("This is a netCDF dimension"):
+                            name = v
+                            break
+                if name is None:
+                    name = scale.name.rsplit("/", 1)[-1]
+        out.append((name, units))
+    return out
+
+
+def dimension_steps(ds) -> list[float | None]:
+    """The step of each axis' first attached dimension scale (None without a numeric scale of 2+ values)."""
+    out = []
+    for i in range(ds.ndim):
+        step = None
+        try:
+            scales = list(ds.dims[i].values())
+            if scales and scales[0].ndim == 1 and scales[0].shape[0] >= 2 and np.issubdtype(scales[0].dtype, np.number):
+                v = scales[0][:2]
+                step = float(v[1] - v[0])
+        except Exception:  # noqa: BLE001 - an odd scale only loses the calibration
+            step = None
+        out.append(step)
+    return out
+
+
+class Hdf5Source(FrameSource):
+    """A 3-D dataset in an HDF5 file, read as ``(time, y, x)``.
+
+    The stored order comes from the dataset's dimension labels/scales (:mod:`ecm_dask.readers.axes`) or ``axes``
+    (``"yxt"``: stored as y, x, time); unlabelled data is ``(time, y, x)``.  Calibration is taken from attributes
+    ``frame_time_s`` and ``pixel_size_nm`` on the dataset, its parent groups or the file, when present.
     """
 
     format_name = "HDF5"
 
-    def __init__(self, path: str | os.PathLike, dataset: str | None = None):
+    def __init__(self, path: str | os.PathLike, dataset: str | None = None, axes: str | None = None):
         import h5py
 
         path = os.fspath(path)
@@ -96,14 +148,25 @@ class Hdf5Source(FrameSource):
             ds = f[name]
             label = f"{path}:{name}"
             self.dtype = _native_dtype(label, ds.dtype)
-            self.shape = _check_series_shape(label, ds.shape)
+            _check_series_shape(label, ds.shape)
+            labels = dimension_labels(ds)
+            self.axis_order = resolve_axes(label, labels, axes)
+            self.shape = _check_series_shape(label, tuple(int(ds.shape[i]) for i in self.axis_order))
             self._dataset = name
-            extra: dict = {"hdf5_dataset": name}
+            extra: dict = {"hdf5_dataset": name, "axis_order": list(self.axis_order)}
+            if any(n or u for n, u in labels):
+                extra["hdf5_axis_labels"] = [f"{n or '?'} [{u or ''}]" for n, u in labels]
             _put(extra, "hdf5_chunks", list(ds.chunks) if ds.chunks else None)
             _put(extra, "hdf5_compression", ds.compression)
             attrs = _inherited_attrs(f, ds)
             frame_time = _calibrated_time(attrs.get("frame_time_s"), "s", extra, "frame_time_s_raw")
             pixel = _calibrated_length(attrs.get("pixel_size_nm"), "nm", extra, "pixel_size_nm_raw")
+            steps = dimension_steps(ds)  # else from the dimension scales of the time and x axes
+            t_axis, _, x_axis = self.axis_order
+            if frame_time is None and steps[t_axis] is not None and labels[t_axis][1]:
+                frame_time = _calibrated_time(steps[t_axis], labels[t_axis][1], extra, "frame_time_scale_raw")
+            if pixel is None and steps[x_axis] is not None and labels[x_axis][1]:
+                pixel = _calibrated_length(steps[x_axis], labels[x_axis][1], extra, "pixel_size_scale_raw")
             instrument = attrs.get("instrument")
             if isinstance(instrument, bytes):
                 instrument = instrument.decode("utf-8", "replace")
@@ -112,8 +175,14 @@ class Hdf5Source(FrameSource):
                                        extra=extra)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
+        t = self.axis_order[0]
+        key = [slice(None)] * 3
+        key[t] = slice(start, stop)
         with open_h5(self.paths[0]) as f:
-            return f[self._dataset][start:stop]
+            block = f[self._dataset][tuple(key)]
+        if self.axis_order == (0, 1, 2):
+            return block
+        return np.ascontiguousarray(np.transpose(block, self.axis_order))
 
 
 def _inherited_attrs(f, ds) -> dict:

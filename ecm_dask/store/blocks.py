@@ -33,6 +33,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import StoreError
+from .integrity import checksummed
 
 DONE = "_ecm_blocks_done"
 KEY_ATTR = "ecm_dask_write_key"
@@ -238,7 +239,7 @@ def _write_block(store: str, region: dict, names: list[str], *blocks) -> int:
     with writing(f"the pixel block {span} of {store}"), quiet():
         group = zarr.open_group(store, mode="r+")
         for name, data in zip(names, blocks):
-            arr = group[name]
+            arr = group[name].with_config({"write_empty_chunks": True})
             dims = arr.metadata.dimension_names or ()
             index = tuple(region.get(d, slice(None)) for d in dims)
             arr[index] = np.asarray(data).astype(arr.dtype, copy=False)
@@ -256,7 +257,8 @@ def _template_writer(ds, dims) -> Callable[[Path], None]:
         small = [n for n, v in template.data_vars.items() if v.chunks is not None and not set(dims) <= set(v.dims)]
         for n in small:
             template[n] = template[n].load()
-        template.to_zarr(str(partial), mode="w", compute=False, zarr_format=3, consolidated=False)
+        checksummed(template).to_zarr(str(partial), mode="w", compute=False, zarr_format=3, consolidated=False,
+                                      write_empty_chunks=True)
 
     return create
 
@@ -319,6 +321,7 @@ def write_dataset(ds, output: str | os.PathLike, *, overwrite: bool = False, pro
     from ..compute import run
 
     with atomic(output, overwrite=overwrite, attrs=attrs) as partial:
-        delayed = ds.to_zarr(partial, mode="w", compute=False, zarr_format=3, consolidated=False)
+        delayed = checksummed(ds).to_zarr(partial, mode="w", compute=False, zarr_format=3, consolidated=False,
+                                          write_empty_chunks=True)
         run([delayed], progress=progress, label=label)
     return Path(output)

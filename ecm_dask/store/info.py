@@ -32,9 +32,84 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def describe(path: str | os.PathLike) -> str:
-    """A multi-line description of a series store: shape, calibration, layout, size, completeness."""
+def store_kind(path: str | os.PathLike) -> str:
+    """What is at ``path``: ``series``, ``interrupted`` (an ingest into it was interrupted: ``<path>.partial``),
+    ``results`` (``ecm-dask run``), ``zarr`` (another Zarr store, e.g. a stage checkpoint) or ``absent``."""
+    import json
+
+    from .blocks import PARTIAL
+
     path = Path(path)
+    if path.name.endswith(PARTIAL) and SS.store_key(path) is not None:
+        return "interrupted"
+    state = SS.store_state(path)
+    if state == SS.ABSENT:
+        return "interrupted" if SS.interrupted(path) is not None else "absent"
+    if state in (SS.COMPLETE, SS.INCOMPLETE):
+        return "series"
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return "absent" if not path.exists() else "other"
+    return "results" if S.ATTR_RUN_FINGERPRINT in attrs else "zarr"
+
+
+def describe_interrupted(path: str | os.PathLike) -> str:
+    """An interrupted ingest: what it was writing, how far it got, how to resume (metadata only)."""
+    import json
+
+    from .blocks import PARTIAL, partial_path, progress
+
+    path = Path(path)
+    partial = path if path.name.endswith(PARTIAL) else partial_path(path)
+    final = partial.with_name(partial.name.removesuffix(PARTIAL))
+    try:
+        attrs = json.loads((partial / "zarr.json").read_text()).get("attributes", {})
+        meta = json.loads((partial / S.INTENSITY / "zarr.json").read_text())
+    except (OSError, ValueError) as err:
+        raise StoreError(f"{partial}: an interrupted ingest whose metadata cannot be read ({err}); run the ingest "
+                         "again with --overwrite") from None
+    done = progress(partial) or (0, 0)
+    n, ny, nx = meta.get("shape", ("?", "?", "?"))
+    src = attrs.get(S.ATTR_SOURCE) or []
+    src = [src] if isinstance(src, str) else src
+    lines = [f"{final}  (INCOMPLETE: the ingest was interrupted; {done[0]} of {done[1]} shards written in {partial}; "
+             "run the same ingest command again to resume)",
+             f"  intensity  (time: {n}, y: {ny}, x: {nx})  {meta.get('data_type', '?')}",
+             f"  frame time {attrs.get(S.ATTR_FRAME_TIME)} s, pixel size {attrs.get(S.ATTR_PIXEL_SIZE)} nm"]
+    if src:
+        lines.append(f"  source     {src[0]}" + (f" (+{len(src) - 1} more)" if len(src) > 1 else ""))
+    return "\n".join(lines)
+
+
+def describe_zarr(path: str | os.PathLike) -> str:
+    """Any other Zarr store (e.g. a stage checkpoint): its groups and variables with dims."""
+    import xarray as xr
+
+    path = Path(path)
+    with SS._quiet():
+        tree = xr.open_datatree(path, engine="zarr")
+    lines = [f"{path}  (Zarr store, {_human(disk_usage(path))} on disk)"]
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        if not ds.variables:
+            continue
+        lines.append(f"  {node.path}")
+        for name, var in ds.data_vars.items():
+            dims = ", ".join(f"{d}: {n}" for d, n in var.sizes.items())
+            lines.append(f"    {name:16s} ({dims})  {var.dtype}")
+    return "\n".join(lines)
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A multi-line description of a series store: shape, calibration, layout, size, completeness (and of an
+    interrupted ingest or another Zarr store; results stores: :func:`ecm_dask.pipeline.results.describe_results`)."""
+    path = Path(path)
+    kind = store_kind(path)
+    if kind == "interrupted":
+        return describe_interrupted(path)
+    if kind == "zarr" or kind == "results":
+        return describe_zarr(path)
     state = SS.store_state(path)
     if state == SS.ABSENT:
         raise StoreError(f"{path}: no such store")

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import StoreError, ValidationError
+from .integrity import ATTR_INTEGRITY, INTEGRITY, codecs
 from .layout import SeriesLayout
 
 PROGRESS = "_ecm_ingest_progress"  # the per-shard flags of stores written in place by ecm_dask < 0.3
@@ -128,8 +129,10 @@ def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: d
                     coords=series_coords(n, ny, nx, attrs[S.ATTR_FRAME_TIME], attrs[S.ATTR_PIXEL_SIZE], time_s),
                     attrs=attrs)
     fill = np.nan if dtype.kind == "f" else 0
-    encoding = {S.INTENSITY: {"chunks": layout.chunk, "shards": layout.shard, "compressors": [compressor()],
+    encoding = {S.INTENSITY: {"chunks": layout.chunk, "shards": layout.shard, "compressors": codecs(compressor()),
                               "fill_value": fill}}
+    attrs[ATTR_INTEGRITY] = dict(INTEGRITY)
+    ds.attrs = attrs
     with _quiet():
         ds.to_zarr(path, mode="w-", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
 
@@ -152,7 +155,8 @@ class ShardWriter:
         if data.shape != (stop - start, *self.layout.shape[1:]):
             raise ValueError(f"shard {index} needs shape {(stop - start, *self.layout.shape[1:])}, got {data.shape}")
         try:
-            arr = zarr.open_array(os.path.join(self.path, S.INTENSITY), mode="r+")
+            arr = zarr.open_array(os.path.join(self.path, S.INTENSITY), mode="r+",
+                                  config={"write_empty_chunks": True})  # every shard file exists: completeness
             arr[start:stop] = data
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write frames {start}..{stop - 1}: {exc}") from exc
@@ -190,8 +194,10 @@ def store_key(path: str | os.PathLike) -> str | None:
 
 def write_group(path: str | os.PathLike, name: str, ds) -> None:
     """Write (or replace) a small in-memory dataset as group ``name`` of the store at ``path``."""
+    from .integrity import checksummed
+
     with _quiet():
-        ds.to_zarr(path, group=name, mode="w", zarr_format=3, consolidated=False)
+        checksummed(ds).to_zarr(path, group=name, mode="w", zarr_format=3, consolidated=False, write_empty_chunks=True)
 
 
 def open_series(path: str | os.PathLike, *, require_complete: bool = True, validate: bool = True, chunks="store"):
@@ -224,6 +230,10 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
     if state == FOREIGN:
         raise StoreError(f"{path} is not an ecm_dask series store (no {ATTR_FINGERPRINT!r} attribute); "
                          "create one with 'ecm-dask ingest'")
+    if state == COMPLETE:
+        from .integrity import check_complete
+
+        check_complete(path, [S.INTENSITY])  # every shard file there (a missing one would read as zeros)
     if state == INCOMPLETE and require_complete:
         raise ValidationError([f"the store is incomplete ({S.ATTR_COMPLETE!r} is false): an ingest was "
                                "interrupted; run the same ingest command again to resume"], what=str(path))

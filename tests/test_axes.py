@@ -1,0 +1,132 @@
+"""Axes (issue 13, item 6): an HDF5/EMD dataset stored as (y, x, time), or whose labels say axis 0 is a length or
+an angle, is reordered from its labels or refused - never ingested with axis 0 as time; --axes says it explicitly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from ecm_dask.errors import InputError
+from ecm_dask.readers import open_source
+from ecm_dask.readers.axes import classify, resolve_axes
+
+RNG = np.random.default_rng(7)
+TRUTH = RNG.integers(0, 1000, (12, 10, 14), dtype=np.uint16)  # (time, y, x), all sizes different
+
+
+def _scaled(f, ds, i, name, units, n, step=1.0):
+    scale = f.create_dataset(f"/scales/{name}", data=np.arange(n) * step)
+    scale.attrs["units"] = units
+    scale.make_scale(name)
+    ds.dims[i].attach_scale(scale)
+    ds.dims[i].label = name
+
+
+def _h5(path, stored, labels):
+    """Write TRUTH transposed to ``stored`` (a permutation of 'tyx') with (name, units) dimension scales."""
+    perm = ["tyx".index(c) for c in stored]
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("/data/frames", data=np.transpose(TRUTH, perm))
+        for i, lab in enumerate(labels):
+            if lab is not None:
+                _scaled(f, ds, i, lab[0], lab[1], ds.shape[i])
+    return path
+
+
+def test_labels_are_classified_from_units_then_names():
+    assert classify("anything", "ms") == "time" and classify(None, "s") == "time"
+    assert classify("y", "nm") == "length" and classify(None, "Å") == "length" and classify("x", None) == "length"
+    assert classify("q", None) == "angle" and classify(None, "mrad") == "angle" and classify(None, "1/nm") == "angle"
+    assert classify("frame", None) == "time" and classify(None, None) is None and classify("foo", "bar") is None
+
+
+@pytest.mark.parametrize("stored", ["yxt", "txy", "xty", "tyx"])
+def test_a_labelled_hdf5_dataset_is_read_as_time_y_x_frame_by_frame(tmp_path, stored):
+    names = {"t": ("time", "s"), "y": ("y", "nm"), "x": ("x", "nm")}
+    path = _h5(tmp_path / f"{stored}.h5", stored, [names[c] for c in stored])
+    src = open_source(path)
+    assert src.shape == TRUTH.shape
+    for t in range(TRUTH.shape[0]):
+        np.testing.assert_array_equal(src.read(t, t + 1)[0], TRUTH[t])
+    np.testing.assert_array_equal(src.read(3, 9), TRUTH[3:9])
+    assert src.metadata.frame_time_s == 1.0
+
+
+@pytest.mark.parametrize("units, words", [("nm", "axis 0 is a length"), ("mrad", "axis 0 is an angle")])
+def test_axis_zero_labelled_as_length_or_angle_is_refused(tmp_path, units, words):
+    path = _h5(tmp_path / "a.h5", "yxt", [("y", units), ("x", units), None])
+    with pytest.raises(InputError) as err:
+        open_source(path)
+    msg = str(err.value)
+    assert words in msg and "a.h5:/data/frames" in msg and "--axes" in msg and f"[{units}]" in msg
+
+
+def test_two_time_axes_are_refused(tmp_path):
+    path = _h5(tmp_path / "b.h5", "tyx", [("time", "s"), ("t2", "ms"), None])
+    with pytest.raises(InputError, match="2 time axes"):
+        open_source(path)
+
+
+def test_axes_option_on_unlabelled_data_and_against_labels(tmp_path, capsys):
+    plain = _h5(tmp_path / "plain.h5", "yxt", [None, None, None])
+    assert open_source(plain).shape == (10, 14, 12)  # unlabelled: axis 0 is time, as before
+    src = open_source(plain, axes="yxt")
+    np.testing.assert_array_equal(src.read(0, TRUTH.shape[0]), TRUTH)
+    assert src.fingerprint()["axis_order"] == [2, 0, 1]  # a resume key of its own
+    labelled = _h5(tmp_path / "lab.h5", "yxt", [("y", "nm"), ("x", "nm"), ("time", "s")])
+    open_source(labelled, axes="tyx")  # explicit wins, but the disagreement is said
+    assert "warning:" in capsys.readouterr().err
+    with pytest.raises(InputError, match="letters t, y, x once each"):
+        open_source(plain, axes="tyy")
+
+
+def test_berkeley_emd_with_time_last_and_length_first(tmp_path):
+    def emd(path, stored, dims):
+        perm = ["tyx".index(c) for c in stored]
+        with h5py.File(path, "w") as f:
+            f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+            g = f.create_group("data/stack")
+            g.attrs["emd_group_type"] = 1
+            g.create_dataset("data", data=np.transpose(TRUTH, perm))
+            for i, (name, units) in enumerate(dims):
+                d = g.create_dataset(f"dim{i + 1}", data=np.arange(g["data"].shape[i]) * 0.5)
+                d.attrs["name"], d.attrs["units"] = name, units
+        return path
+
+    good = emd(tmp_path / "good.emd", "yxt", [("y", "nm"), ("x", "nm"), ("time", "s")])
+    src = open_source(good)
+    np.testing.assert_array_equal(src.read(0, 12), TRUTH)
+    assert src.metadata.frame_time_s == 0.5 and src.metadata.pixel_size_nm == 0.5
+    bad = emd(tmp_path / "bad.emd", "yxt", [("y", "nm"), ("x", "nm"), ("z", "nm")])
+    with pytest.raises(InputError, match="axis 0 is a length"):
+        open_source(bad)
+    np.testing.assert_array_equal(open_source(bad, axes="yxt").read(0, 12), TRUTH)
+
+
+def test_resolve_axes_keeps_y_before_x_unless_names_say_otherwise():
+    assert resolve_axes("f", [("x", "nm"), ("time", "s"), ("y", "nm")]) == (1, 2, 0)
+    assert resolve_axes("f", [(None, None), (None, "s"), (None, None)]) == (1, 0, 2)
+    assert resolve_axes("f", [(None, None), (None, None), (None, "s")], time_last_reverses=True) == (2, 1, 0)
+
+
+def test_cli_ingest_with_axes_and_a_refused_file(tmp_path):
+    import xarray as xr
+
+    plain = _h5(tmp_path / "plain.h5", "yxt", [None, None, None])
+    out = tmp_path / "s.zarr"
+    r = subprocess.run([sys.executable, "-m", "ecm_dask", "ingest", str(plain), "-o", str(out), "--axes", "yxt",
+                        "--frame-time", "0.5", "--pixel-size", "0.3", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(xr.open_zarr(out).intensity.values, TRUTH)
+    bad = _h5(tmp_path / "bad.h5", "yxt", [("y", "nm"), ("x", "nm"), None])
+    r = subprocess.run([sys.executable, "-m", "ecm_dask", "ingest", str(bad), "-o", str(tmp_path / "b.zarr"),
+                        "--frame-time", "0.5", "--pixel-size", "0.3"], capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "axis 0 is a length" in lines[0] and "bad.h5" in lines[0]
+    r = subprocess.run([sys.executable, "-m", "ecm_dask", "ingest", str(tmp_path / "x.npy"), "-o",
+                        str(tmp_path / "c.zarr"), "--axes", "yxt"], capture_output=True, text=True)
+    assert r.returncode == 2 and "error:" in r.stderr

@@ -7,8 +7,9 @@ such a limit before any cluster starts and says which limit (or block size) work
 The model (bytes of one task of the g2 stage, the largest of the pipeline):
 ``WORKER_BASE + BLOCK_FACTOR * block`` with ``block = frames x block pixels x itemsize`` (float32 when drift is
 undone).  Calibrated with ``benchmarks/bench_task_memory.py`` on a one-worker LocalCluster (distributed's
-MemorySampler): peaks of 354 / 717 / 1172 MiB for blocks of 32 / 288 / 512 MiB, i.e. ~300 MiB of worker, imports,
-compiled kernels and the other stages, plus ~2.0x the block (the block, its registered copy, the kernel's work).
+MemorySampler, 2000 x 256 x 256 synthetic series): peaks of 354 / 686 / 1082 MiB for blocks of 31 / 281 / 500 MiB,
+i.e. ~300 MiB of worker, imports, compiled kernels and the other stages, plus ~1.6x the block (the block, its
+registered copy, the kernel's work); the model gives 350 / 750 / 1100 MiB.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 #: resident memory of a worker with the stack imported and kernels compiled, plus the small stages (bytes)
 WORKER_BASE = 300 << 20
 #: bytes a g2 task holds per byte of its (time, y, x) block
-BLOCK_FACTOR = 2.1
+BLOCK_FACTOR = 1.6
 #: distributed pauses a worker at this fraction of its limit (distributed.worker.memory.pause)
 PAUSE_FRACTION = 0.8
 #: keep this margin below the pause threshold

@@ -32,6 +32,13 @@ def ecm_cli(*args, env=None, timeout=300, check=True, **kwargs) -> subprocess.Co
     return r
 
 
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    """The one ``error: ...`` line of a refused command (exit 2, nothing else on stderr, no traceback)."""
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (r.returncode, r.stderr)
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def blocked_reference(blocked_series, tmp_path_factory) -> Path:
     """results.zarr of an uninterrupted single-process run (threads) of ``blocked_series``."""

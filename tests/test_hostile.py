@@ -7,12 +7,11 @@ status code; never a crash, a hang or a silently wrong number.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
+from conftest import ecm_cli, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -447,37 +446,25 @@ def test_absurd_calibration_in_the_file_is_not_trusted(tmp_path):
         _ingest(path, tmp_path / "s.zarr", pixel_size_nm=None)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "ecm_dask", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
-def _one_line(r):
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return lines[0]
-
-
 def test_cli_hostile_ingest_and_run_options_are_one_line_errors(tmp_path):
     path = tmp_path / "huge.npy"
     np.save(path, _series())
     _declare_shape(path, (9999, 7, 13))
-    assert "huge.npy" in _one_line(_cli("ingest", path, "-o", tmp_path / "a.zarr", "--frame-time", 1,
+    assert "huge.npy" in one_line_error(_run("ingest", path, "-o", tmp_path / "a.zarr", "--frame-time", 1,
                                         "--pixel-size", 1))
     good = tmp_path / "good.npy"
     np.save(good, _series((40, 20, 24)))
-    assert "--pixel-size" in _one_line(_cli("ingest", good, "-o", tmp_path / "a.zarr", "--frame-time", 1,
+    assert "--pixel-size" in one_line_error(_run("ingest", good, "-o", tmp_path / "a.zarr", "--frame-time", 1,
                                             "--pixel-size", -2))
-    assert "--frame-time" in _one_line(_cli("ingest", good, "-o", tmp_path / "a.zarr", "--frame-time", 0,
+    assert "--frame-time" in one_line_error(_run("ingest", good, "-o", tmp_path / "a.zarr", "--frame-time", 0,
                                             "--pixel-size", 1))
     series = tmp_path / "s.zarr"
-    assert _cli("ingest", good, "-o", series, "--frame-time", 0.1, "--pixel-size", 1, "--quiet").returncode == 0
+    assert _run("ingest", good, "-o", series, "--frame-time", 0.1, "--pixel-size", 1, "--quiet").returncode == 0
     run = ("run", series, "--cluster", "threads", "--quiet")
-    assert "--max-lag" in _one_line(_cli(*run, "-o", tmp_path / "r1.zarr", "--no-drift", "--max-lag", 100))
-    assert "--bad-frames leaves 1 of 40" in _one_line(_cli(*run, "-o", tmp_path / "r2.zarr", "--no-drift",
+    assert "--max-lag" in one_line_error(_run(*run, "-o", tmp_path / "r1.zarr", "--no-drift", "--max-lag", 100))
+    assert "--bad-frames leaves 1 of 40" in one_line_error(_run(*run, "-o", tmp_path / "r2.zarr", "--no-drift",
                                                          "--bad-frames", "0-38"))
-    assert "0:100,0:5" in _one_line(_cli(*run, "-o", tmp_path / "r3.zarr", "--reference-roi", "0:100,0:5"))
+    assert "0:100,0:5" in one_line_error(_run(*run, "-o", tmp_path / "r3.zarr", "--reference-roi", "0:100,0:5"))
 
 
 # ----------------------------------------------------------------------------------- ops.correlate
@@ -559,3 +546,7 @@ def test_run_configurations_are_valid_or_refused_by_name_never_a_crash(g2, fit, 
     assert mask is None or (mask.shape == (50,) and (~mask).sum() >= 2)
     assert cfg.max_shift is None or (math.isfinite(cfg.max_shift) and cfg.max_shift > 0)
     assert 1 <= cfg.fit.get("max_iter", 100) <= 10_000
+
+
+def _run(*args, timeout=300):
+    return ecm_cli(*args, timeout=timeout, check=False)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import zarr
+from conftest import ecm_cli
 
 from ecm_dask import schema as S
 from ecm_dask.errors import StoreError
@@ -109,11 +108,6 @@ def test_a_store_of_an_older_version_without_checksums_still_reads(store, tmp_pa
     np.testing.assert_array_equal(SS.open_series(old)[S.INTENSITY].values, data)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "ecm_dask", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.parametrize("damage", ["missing", "flipped", "truncated"])
 def test_run_and_verify_on_a_damaged_store_are_one_line_errors(store, tmp_path, damage):
     path, _ = store
@@ -126,12 +120,12 @@ def test_run_and_verify_on_a_damaged_store_are_one_line_errors(store, tmp_path, 
         raw = bytearray(f.read_bytes())
         raw[300] ^= 0xFF
         f.write_bytes(bytes(raw))
-    r = _cli("run", path, "-o", tmp_path / "r.zarr", "--cluster", "threads", "--no-drift", "--quiet", "--no-report")
+    r = _run("run", path, "-o", tmp_path / "r.zarr", "--cluster", "threads", "--no-drift", "--quiet", "--no-report")
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert str(f) in lines[0] or "damaged" in lines[0], lines[0]
     assert not (tmp_path / "r.zarr").exists()
-    v = _cli("verify", path)
+    v = _run("verify", path)
     assert v.returncode == 1 and str(f) in v.stdout and "1 damaged or missing file(s)" in v.stdout
 
 
@@ -171,3 +165,7 @@ def test_a_damaged_stage_checkpoint_is_computed_again(tmp_path, capsys):
     out = run_pipeline(series, out, drift=False, progress=False)
     assert "g2.zarr" in capsys.readouterr().err
     np.testing.assert_array_equal(xr.open_zarr(out).tau.values, tau)  # the same maps, from a recomputed g2
+
+
+def _run(*args, timeout=300):
+    return ecm_cli(*args, timeout=timeout, check=False)

@@ -3,12 +3,11 @@ front with the number to use, and the number given is enough for a real one-work
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import ecm_cli
 
 from ecm_dask.errors import ParameterError
 from ecm_dask.pipeline.config import RunConfig
@@ -51,11 +50,6 @@ def test_too_small_limits_are_refused_with_the_limit_and_block_size_to_use():
         check_memory(plan, need, threads=2)
 
 
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "ecm_dask", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-
-
 @pytest.mark.slow
 def test_a_small_limit_is_refused_before_the_cluster_and_the_suggested_one_runs(series, tmp_path):
     plan = plan_run(RunConfig.build(series), open_series(series))
@@ -63,13 +57,13 @@ def test_a_small_limit_is_refused_before_the_cluster_and_the_suggested_one_runs(
     out = tmp_path / "r.zarr"
     run = ("run", series, "-o", out, "--cluster", "local", "--workers", "1", "--no-report", "--quiet")
     t0 = time.perf_counter()
-    r = _cli(*run, "--memory-limit", "200MB")
+    r = _run(*run, "--memory-limit", "200MB")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--memory-limit {need_mib}MiB" in lines[0], r.stderr
     assert time.perf_counter() - t0 < 20 and "dask scheduler" not in r.stderr  # no cluster was started
     # the limit the message gives is enough: the run completes on one worker with that limit (no pause, no kill)
-    r = _cli(*run, "--memory-limit", f"{need_mib}MiB", timeout=600)
+    r = _run(*run, "--memory-limit", f"{need_mib}MiB", timeout=600)
     assert r.returncode == 0, r.stderr
     assert "paused" not in r.stderr.lower() and "killed" not in r.stderr.lower()
 
@@ -84,3 +78,7 @@ def test_a_connected_cluster_with_small_workers_is_refused_before_any_stage(seri
         with pytest.raises(ParameterError, match="too small"):
             run_pipeline(series, tmp_path / "r.zarr", progress=False)
     assert not stage_dir(tmp_path / "r.zarr").exists()
+
+
+def _run(*args, timeout=300):
+    return ecm_cli(*args, timeout=timeout, check=False)

@@ -11,21 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ecm_cli, one_line_error
 
 from ecm_dask.pipeline.ingest import resolve_metadata
 from ecm_dask.readers.memory import ArraySource
 from ecm_dask.store.writer import write_series
-
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "ecm_dask", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def _one_line(r):
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return lines[0]
 
 
 def _store(path, data, **kw):
@@ -50,9 +40,9 @@ def textured(tmp_path_factory):
 def test_an_all_zero_series_is_one_line_with_and_without_drift(tmp_path):
     series = _store(tmp_path / "zeros.zarr", np.zeros((100, 32, 32), "uint16"))
     run = ("run", series, "--cluster", "threads", "--quiet", "--no-report")
-    line = _one_line(_cli(*run, "-o", tmp_path / "a.zarr"))
+    line = one_line_error(_run(*run, "-o", tmp_path / "a.zarr"))
     assert "no drift reference" in line and "dark" in line and "--reference-roi" in line and "--no-drift" in line
-    line = _one_line(_cli(*run, "-o", tmp_path / "b.zarr", "--no-drift"))
+    line = one_line_error(_run(*run, "-o", tmp_path / "b.zarr", "--no-drift"))
     assert "no pixel has usable data (1024 no intensity)" in line and str(series) in line
 
 
@@ -60,9 +50,9 @@ def test_a_nan_frame_with_an_automatic_reference(textured, tmp_path):
     import xarray as xr
 
     run = ("run", textured, "--cluster", "threads", "--quiet", "--no-report")
-    line = _one_line(_cli(*run, "-o", tmp_path / "a.zarr"))  # every pixel sees the NaN frame: nothing usable
+    line = one_line_error(_run(*run, "-o", tmp_path / "a.zarr"))  # every pixel sees the NaN frame: nothing usable
     assert "--bad-frames" in line and "frame(s) 40, 41" in line  # the frames to leave out, named
-    r = _cli(*run, "-o", tmp_path / "b.zarr", "--bad-frames", "40-41")  # and with them left out: a map
+    r = _run(*run, "-o", tmp_path / "b.zarr", "--bad-frames", "40-41")  # and with them left out: a map
     assert r.returncode == 0, r.stderr
     tree = xr.open_datatree(tmp_path / "b.zarr", engine="zarr")
     drift = tree["drift"].to_dataset()
@@ -89,16 +79,16 @@ def test_info_on_an_interrupted_ingest_and_on_results(textured, tmp_path):
     with dask.config.set(scheduler="synchronous"), pytest.raises(KeyboardInterrupt):
         write_series(src, tmp_path / "int.zarr", resolve_metadata(src), frames_per_shard=8, progress=False)
     for target in ("int.zarr", "int.zarr.partial"):
-        r = _cli("info", tmp_path / target)
+        r = _run("info", tmp_path / target)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert "INCOMPLETE" in r.stdout and "2 of 5 shards written" in r.stdout and "(time: 40, y: 16, x: 16)" in r.stdout
     out = tmp_path / "r.zarr"
-    assert _cli("run", textured, "-o", out, "--cluster", "threads", "--quiet", "--no-report", "--no-drift",
+    assert _run("run", textured, "-o", out, "--cluster", "threads", "--quiet", "--no-report", "--no-drift",
                 "--bad-frames", "40-41").returncode == 0
-    r = _cli("info", out)
+    r = _run("info", out)
     assert r.returncode == 0 and "results of ecm-dask run" in r.stdout and "bad frames 40-41" in r.stdout, r.stderr
     assert "bulk" in r.stdout and "median tau" in r.stdout
-    r = _cli("info", f"{out}.stages/g2.zarr")
+    r = _run("info", f"{out}.stages/g2.zarr")
     assert r.returncode == 0 and "g2 " in r.stdout and "(y: 48, x: 64, lag:" in r.stdout
 
 
@@ -133,3 +123,7 @@ def test_ctrl_c_on_a_local_cluster_run_is_one_message(tmp_path, wait_for, after_
     assert "Traceback" not in err and "Exception ignored" not in err and "WARNING" not in err, err
     assert err.strip().splitlines()[-1] == "interrupted: run the same command again to resume"
     assert not (tmp_path / "r.zarr").exists()
+
+
+def _run(*args, timeout=300):
+    return ecm_cli(*args, timeout=timeout, check=False)

@@ -4,13 +4,12 @@ allocation or cluster start; config files capped in size and alias expansion."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import ecm_cli, one_line_error
 
 from ecm_dask.errors import ParameterError
 from ecm_dask.pipeline.config import FrameRanges, G2Config, RunConfig, load_config_file
@@ -130,18 +129,6 @@ def test_config_files_are_capped_in_size_and_alias_expansion(tmp_path):
     assert load_config_file(fine) == {"pool": 2, "method": "fft", "fit": {"fixed": {"beta": 1.0}}}
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "ecm_dask", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
-
-
-def _one_line(r):
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return lines[0]
-
-
 def test_cli_refuses_bad_options_before_any_stage(tmp_path):
     from ecm_dask.pipeline.ingest import resolve_metadata, write_series
     from ecm_dask.pipeline.run import stage_dir
@@ -159,17 +146,21 @@ def test_cli_refuses_bad_options_before_any_stage(tmp_path):
              (("--max-shift", "nan"), "--max-shift"), (("--pool", "16"), "larger than the frame of 12 x 12")]
     for extra, words in cases:
         t0 = time.perf_counter()
-        line = _one_line(_cli(*run, *extra))
+        line = one_line_error(_run(*run, *extra))
         assert words in line, (extra, line)
         assert time.perf_counter() - t0 < 30 and not stage_dir(out).exists() and not out.exists()
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
         f"a{i}: &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)))
-    r = _cli(*run, "--config", bomb)
+    r = _run(*run, "--config", bomb)
     assert r.returncode == 2 and "expands to more than" in r.stderr and "Traceback" not in r.stderr
     good = tmp_path / "g.npy"
     np.save(good, rng.poisson(5, (20, 16, 16)).astype("uint16"))
     for value in ("nan", "inf", "0", "-1"):
-        line = _one_line(_cli("ingest", good, "-o", tmp_path / "i.zarr", "--frame-time", 1, "--pixel-size", 1,
+        line = one_line_error(_run("ingest", good, "-o", tmp_path / "i.zarr", "--frame-time", 1, "--pixel-size", 1,
                               "--shard-mb", value))
         assert "--shard-mb" in line and not (tmp_path / "i.zarr").exists()
+
+
+def _run(*args, timeout=300):
+    return ecm_cli(*args, timeout=timeout, check=False)

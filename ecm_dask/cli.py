@@ -141,12 +141,21 @@ def cluster_options(default: str):
     return decorate
 
 
+def default_cluster(cluster, profile, workers, memory_limit, tls, host) -> str | None:
+    """The cluster a run uses: as given; else on this machine the threaded scheduler (no worker processes, no
+    data transfers; the kernels release the GIL), or a LocalCluster when worker processes are asked for (per-worker
+    memory limits, a number of workers, TLS or another interface)."""
+    if cluster is not None or profile:
+        return cluster
+    wants_processes = memory_limit is not None or workers is not None or tls or host not in (None, "127.0.0.1")
+    return "local" if wants_processes else "threads"
+
+
 def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
-             insecure_host=False, dashboard_host="127.0.0.1", default="local"):
+             insecure_host=False, dashboard_host="127.0.0.1"):
     from .cluster import connect
 
-    if cluster is None and not profile:
-        cluster = default
+    cluster = default_cluster(cluster, profile, workers, memory_limit, tls, host)
     return connect(cluster, workers=workers, threads=threads, memory_limit=memory_limit, profile=profile,
                    profiles_file=profiles_file, local_directory=local_directory, tls=tls, host=host,
                    insecure_host=insecure_host, dashboard_host=dashboard_host,
@@ -183,7 +192,7 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
-@cluster_options(default="local")
+@cluster_options(default="threads; local when --workers, --memory-limit, --tls or --host is given")
 @click.option("--overwrite", is_flag=True, help="start over if the output or its stages belong to another run")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.pass_context
@@ -201,7 +210,8 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     from .cluster import check_host
     from .pipeline.config import RunConfig
 
-    if (cluster or "local") == "local" and not profile:  # refuse an open cluster before anything else
+    cluster = default_cluster(cluster, profile, workers, memory_limit, tls, host)
+    if cluster == "local" and not profile:  # refuse an open cluster before anything else
         check_host(host, tls=tls, insecure=insecure_host, log=lambda line: None)
         check_host(dashboard_host, insecure=insecure_host, what="--dashboard-host", log=lambda line: None)
     from .pipeline.run import check_run, default_report_dir, run_pipeline
@@ -219,7 +229,7 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
                              max_shift=max_shift, g2_options=g2_options, fit_options=fit_options,
                              surface_nm=surface_nm, pooling={"radius": adaptive_radius, "tol": adaptive_tol})
     check_run(series, output, config, overwrite=overwrite)
-    if memory_limit is not None and (cluster or "local") == "local" and not profile:
+    if memory_limit is not None and cluster == "local" and not profile:
         from .cluster import _parse_memory
         from .pipeline.plan import check_memory, plan_run
         from .store.series import open_series

@@ -221,3 +221,23 @@ def test_low_contrast_1e3_with_poisson_noise_is_measured():
     assert np.all(np.abs(mean - expect) < 4 * sem + contrast * 4 * tau / 2048)
     # lag 0 carries the shot noise 1/<I> on top of the contrast, which is why it is never fitted
     assert abs(r.g2_lag0.mean() - (1 + contrast + 1 / 2000)) < 2e-4
+
+
+def test_the_multitau_driver_is_compiled_once_per_machine(tmp_path):
+    """The generated driver lives in a real file, so numba caches its machine code: a second process loads it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from ecm_dask.kernels.g2 import g2\n"
+            "from ecm_dask.kernels._multitau import driver_for\n"
+            "r = g2(np.arange(1.0, 401.0).reshape(200, 2), method='multitau', points_per_octave=5, axis=0)\n"
+            "d = driver_for(5)\n"
+            "print(d.stats.cache_hits.most_common(1) and 1 or 0, d.stats.cache_misses.most_common(1) and 1 or 0)\n")
+    env = {**os.environ, "ECM_DASK_KERNEL_CACHE": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert first.stdout.split() == ["0", "1"]  # compiled (a cache miss) and saved
+    assert second.stdout.split() == ["1", "0"]  # loaded from the cache: no compilation
+    assert len(list(tmp_path.glob("multitau_m5_*.py"))) == 1

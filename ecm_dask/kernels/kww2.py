@@ -78,7 +78,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from . import lm as _lm
 from .kww import KWWFit, fit_kww
@@ -227,6 +226,8 @@ def f_test(chi2_1, chi2_2, n_points, n_free1: int, n_free2: int):
         f = ((chi2_1 - chi2_2) / d1) / (chi2_2 / d2)
         f = np.where(np.isfinite(chi2_1) & np.isfinite(chi2_2) & (d2 > 0), f, np.nan)
         f = np.where((chi2_2 == 0) & (chi2_1 > 0), np.inf, f)
+        from scipy import stats  # here, not at import: scipy.stats costs ~1 s of every run's start
+
         p = np.where(np.isnan(f), np.nan, stats.f.sf(f, d1, np.where(d2 > 0, d2, 1.0)))
     return f, p
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from ..store.blocks import write_dataset
 
 #: frames used to suggest a reference region automatically (little drift accumulates over them)
 SUGGEST_FRAMES = 400
+#: of which at most about this many, evenly spaced, enter the (float32) statistics
+SUGGEST_SAMPLE = 100
 
 
 def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int, int]:
@@ -27,8 +30,16 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
                              f"{KD.MIN_SIZE} x {KD.MIN_SIZE}); run without drift correction (--no-drift)")
     size = (min(size[0], ny), min(size[1], nx))  # small frames: the whole frame at most
     n = min(SUGGEST_FRAMES, series.sizes[S.TIME])
-    head = series[S.INTENSITY].isel({S.TIME: slice(0, n)}).astype("float64")
-    mean, var = head.mean(S.TIME).values, head.var(S.TIME).values  # NaN frames are skipped
+    step = max(1, n // SUGGEST_SAMPLE)  # the same stretch of time, every step-th frame: the statistics are cheap
+    head = np.asarray(series[S.INTENSITY].isel({S.TIME: slice(0, n, step)}).values)
+    with warnings.catch_warnings():  # an all-NaN pixel gives NaN statistics, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if head.dtype.kind == "f":  # NaN frames are skipped
+            head = head.astype(np.float32, copy=False)
+            mean, var = np.nanmean(head, axis=0), np.nanvar(head, axis=0)
+        else:
+            mean = head.mean(axis=0, dtype=np.float32)
+            var = np.square(head - mean, dtype=np.float32).mean(axis=0, dtype=np.float32)
     if not np.isfinite(mean).any() or not (np.nan_to_num(mean) > 0).any():
         raise ParameterError(f"no drift reference can be found: the first {n} frames are "
                              f"{'all NaN' if not np.isfinite(mean).any() else 'dark (no positive counts)'}; give a "

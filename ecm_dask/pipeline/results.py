@@ -152,7 +152,7 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
     tree = xr.DataTree.from_dict(groups)
     S.validate_results(tree)
     tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items()})  # crc32c on every chunk
-    with atomic(output, overwrite=overwrite) as partial:
+    with atomic(output, overwrite=overwrite, consolidated=True) as partial:
         tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=True, write_empty_chunks=True)
     return Path(output)
 

@@ -179,7 +179,7 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
     if config.drift:
         if not done("drift.zarr"):
             run_drift(series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
-                      max_shift=config.max_shift, figure=work / "drift.png", progress=progress)
+                      max_shift=config.max_shift, progress=progress)  # its figure: in the report
         shifts = xr.open_zarr(drift_path)["shift"].values
     if not done("g2.zarr"):
         n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])

@@ -91,7 +91,7 @@ def run_screen(g2_path: str | os.PathLike, output: str | os.PathLike, *, drift_p
     drift = xr.open_zarr(drift_path) if drift_path is not None else None
     regions, artefacts = screen(g2, drift, surface_nm=surface_nm)
     regions.attrs["surface_nm"] = float(surface_nm)
-    with atomic(output, overwrite=overwrite) as partial:
+    with atomic(output, overwrite=overwrite, consolidated=True) as partial:
         groups = {"/": xr.Dataset(attrs={"g2": os.path.abspath(g2_path)}), f"/{S.REGIONS_GROUP}": regions,
                   f"/{S.ARTEFACTS_GROUP}": artefacts}
         tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items()})

@@ -199,16 +199,18 @@ def commit(partial: str | os.PathLike, output: str | os.PathLike, *, attrs: Mapp
 
 
 @contextmanager
-def atomic(output: str | os.PathLike, *, overwrite: bool = False, attrs: Mapping[str, Any] | None = None):
+def atomic(output: str | os.PathLike, *, overwrite: bool = False, attrs: Mapping[str, Any] | None = None,
+           consolidated: bool = False):
     """Yield the ``.partial`` path to write a small store in one go; on success it is committed to ``output``
-    (refused if ``output`` exists unless ``overwrite``; something that is not a Zarr store is never deleted)."""
+    (refused if ``output`` exists unless ``overwrite``; something that is not a Zarr store is never deleted).
+    ``consolidated``: the writer consolidated the metadata itself (and ``attrs`` is empty): not done again."""
     output = Path(output)
     check_replaceable(output, overwrite)
     partial = partial_path(output)
     _remove(partial)
     with writing(str(output)), quiet():
         yield partial
-    commit(partial, output, attrs=attrs)
+    commit(partial, output, attrs=attrs, consolidate=bool(attrs) or not consolidated)
 
 
 # --- a lazy dataset, one pixel block per task --------------------------------------------------------------------

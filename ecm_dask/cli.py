@@ -189,6 +189,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
                    "before fitting (full resolution kept; 0 = plain per-pixel fits)")
 @click.option("--adaptive-tol", type=click.FloatRange(0.0, 10.0), default=0.3, show_default=True,
               help="largest |log10 tau| difference of a pooled neighbour (decades)")
+@click.option("--stall-timeout", type=click.FloatRange(1.0, 1e7), help="stop a stage in which no task finished for "
+              "this many seconds [default: $ECM_DASK_STALL_TIMEOUT or 3600]")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
@@ -199,7 +201,7 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
         normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, adaptive_radius, adaptive_tol,
-        report_dir, no_report, cluster, workers, threads, memory_limit, profile,
+        stall_timeout, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
         profiles_file, local_directory, tls, host, insecure_host, dashboard_host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
     /regions, /distributions, /artefacts, /g2, /drift).
@@ -208,7 +210,11 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     skipped when the same command runs again.
     """
     from .cluster import check_host
+    from .compute import STALL_ENV
     from .pipeline.config import RunConfig
+
+    if stall_timeout is not None:
+        os.environ[STALL_ENV] = repr(float(stall_timeout))
 
     cluster = default_cluster(cluster, profile, workers, memory_limit, tls, host)
     if cluster == "local" and not profile:  # refuse an open cluster before anything else

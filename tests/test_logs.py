@@ -115,3 +115,18 @@ def test_the_stall_timeout_setting_is_checked(monkeypatch):
     monkeypatch.setenv(compute.STALL_ENV, "nan")
     with pytest.raises(ResourceError, match="ECM_DASK_STALL_TIMEOUT must be a positive number"):
         compute._stall_timeout()
+
+
+def test_the_stall_timeout_is_a_run_option(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ecm_dask.cli import main
+
+    monkeypatch.setenv(compute.STALL_ENV, "3600")  # restored (to unset) after the test, whatever the CLI sets
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "missing.zarr"), "-o", str(tmp_path / "r.zarr"),
+                                  "--stall-timeout", "7", "--cluster", "threads", "--quiet"])
+    assert r.exit_code == 2 and "no such store" in r.output  # refused, but the option took effect first
+    assert compute._stall_timeout() == 7.0
+    r = CliRunner().invoke(main, ["run", str(tmp_path / "missing.zarr"), "-o", str(tmp_path / "r.zarr"),
+                                  "--stall-timeout", "0"])
+    assert r.exit_code == 2 and "--stall-timeout" in r.output

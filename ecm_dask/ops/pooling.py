@@ -128,6 +128,7 @@ def adaptive_fit(g2, labels, *, radius: int = DEFAULT_RADIUS, tol: float = DEFAU
     it was fitted to (``g2`` unchanged when not pooled).  Lazy: nothing is computed here.
     """
     import dask.array as da
+    import xarray as xr
 
     from .fit import fit_kww
 
@@ -135,7 +136,7 @@ def adaptive_fit(g2, labels, *, radius: int = DEFAULT_RADIUS, tol: float = DEFAU
         raise ValueError(f"passes must be a whole number >= 0, got {passes!r}")
     if radius == 0 or passes == 0:
         maps = fit_kww(g2, **fit_options)
-        maps[S.N_POOLED] = (maps[S.TAU] * 0 + 1).fillna(1).astype(np.int16)
+        maps[S.N_POOLED] = xr.ones_like(maps[S.TAU], dtype=np.int16)  # every pixel its own curve
         return maps, g2
     curves, data = _curves(g2)
     lab = _as_block_map(labels.transpose(S.Y, S.X).values, data, np.int64)

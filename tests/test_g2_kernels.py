@@ -241,3 +241,23 @@ def test_the_multitau_driver_is_compiled_once_per_machine(tmp_path):
     assert first.stdout.split() == ["0", "1"]  # compiled (a cache miss) and saved
     assert second.stdout.split() == ["1", "0"]  # loaded from the cache: no compilation
     assert len(list(tmp_path.glob("multitau_m5_*.py"))) == 1
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32", "int32"])
+def test_the_tiled_transpose_equals_a_direct_masked_copy(dtype):
+    """load_chunk (tiles of 8 frames) = the zero-filled pixel-major copy, at any frame count, offset and mask."""
+    from ecm_dask.kernels._multitau import load_chunk
+
+    rng = np.random.default_rng(3)
+    for n_t in (1, 7, 8, 9, 37, 64):
+        x = rng.integers(0, 500, (n_t, 21)).astype(dtype)
+        w = np.ones(n_t)
+        w[rng.random(n_t) < 0.2] = 0.0
+        if dtype == "float32" and n_t > 2:
+            x[0, 3] = np.nan  # a NaN in a frame: kept where the frame is valid, zero where it is masked
+            w[1] = 0.0
+            x[1, 4] = np.nan
+        buf = np.full((10, n_t), -1.0)
+        load_chunk(x, 5, 15, w, buf)
+        expected = np.where(w[:, None] != 0, x[:, 5:15].astype(np.float64), 0.0).T
+        np.testing.assert_array_equal(buf, expected)

@@ -78,6 +78,8 @@ def _check_interrupt() -> None:
 
 def active_client():
     """The current distributed client, or None when the local threaded scheduler is in use."""
+    if "distributed" not in sys.modules:  # no client can exist; importing distributed costs ~0.3 s
+        return None
     try:
         from distributed import get_client
 

@@ -58,6 +58,8 @@ BETA = "beta"
 CONTRAST = "contrast"
 BASELINE = "baseline"
 ATTR_RUN_CONFIG = "run_config"
+#: wall seconds of each stage of the run that wrote a results store (None: the stage's checkpoint was reused)
+ATTR_STAGE_SECONDS = "stage_seconds"
 ATTR_REFERENCE_ROI_PX = "reference_roi_px"
 
 # diffraction (STEM) mode and scattering profiles (G2, G2_ERR above: for rings, G2_ERR is the pixel scatter)

@@ -45,6 +45,8 @@ def test_run_writes_results_resumes_after_a_crash_and_refuses_another_config(ser
     assert g2_config["method"] == "multitau" and g2_config["pool"] == 1 and g2_config["bad_frames"] is None
     assert maps.attrs["run_config"]["drift"] is True
     assert maps.attrs["run_fingerprint"] and maps.tau.shape == (48, 64)
+    took = maps.attrs["stage_seconds"]  # the resumed run reused drift, g2 and screen and ran the fit
+    assert took["drift"] is None and took["g2"] is None and took["screen"] is None and took["fit"] > 0
     tree = xr.open_datatree(out, engine="zarr")
     assert set(tree.groups) == {"/", "/g2", "/drift", "/fit", "/artefacts", "/regions", "/distributions"}
     # an uninterrupted run into another place gives the same maps

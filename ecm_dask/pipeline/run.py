@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,27 +175,37 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
             return False
         return True
 
+    seconds: dict[str, float | None] = {}  # wall time of each stage run now (None: its checkpoint was reused)
+
+    def stage(name: str, store: str, func) -> None:
+        if done(store):
+            seconds[name] = None
+            return
+        t0 = time.perf_counter()
+        func()
+        seconds[name] = round(time.perf_counter() - t0, 3)
+
     drift_path = work / "drift.zarr"
     shifts = None
     if config.drift:
-        if not done("drift.zarr"):
-            run_drift(series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
-                      max_shift=config.max_shift, progress=progress)  # its figure: in the report
+        stage("drift", "drift.zarr", lambda: run_drift(
+            series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
+            max_shift=config.max_shift, progress=progress))  # its figure: in the report
         shifts = xr.open_zarr(drift_path)["shift"].values
-    if not done("g2.zarr"):
-        n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
-        run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2", progress=progress,
-               **config.g2.kwargs(n_frames))
-    if not done("screen.zarr"):
-        run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if config.drift else None,
-                   surface_nm=config.surface_nm, overwrite=True)
-    if not done("maps.zarr"):
-        run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit", progress=progress,
-                screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
+    n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
+    stage("g2", "g2.zarr", lambda: run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2",
+                                          progress=progress, **config.g2.kwargs(n_frames)))
+    stage("screen", "screen.zarr", lambda: run_screen(
+        work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if config.drift else None,
+        surface_nm=config.surface_nm, overwrite=True))
+    stage("fit", "maps.zarr", lambda: run_fit(work / "g2.zarr", work / "maps.zarr", resume_key=f"{key}/fit",
+                                              progress=progress, screen_path=work / "screen.zarr",
+                                              pooling=dict(config.pooling), **config.fit))
     # the configuration goes into the store before it is renamed into place: a result never lacks it
     return assemble_results(output, work / "maps.zarr", work / "g2.zarr", drift_path if config.drift else None,
                             screen=work / "screen.zarr", overwrite=True,
-                            attrs={S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_RUN_FINGERPRINT: key})
+                            attrs={S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_RUN_FINGERPRINT: key,
+                                   S.ATTR_STAGE_SECONDS: seconds})
 
 
 def _jsonable(value):

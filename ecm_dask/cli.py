@@ -15,6 +15,31 @@ import click
 
 from .errors import EcmError
 
+#: True when this process is the ecm-dask command itself (then a refused run silences the interpreter's shutdown);
+#: False when the commands are invoked in-process (tests, notebooks), whose global state is left alone
+_OWN_PROCESS = False
+
+
+def entry() -> None:
+    """The ``ecm-dask`` / ``python -m ecm_dask`` entry point."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    main()
+
+
+def _quiet_exit() -> None:
+    """After the one-line error: nothing more on stderr. zarr's event loop may still hold reads that the error
+    cut short; asyncio would report them at exit ("Task was destroyed but it is pending!", "coroutine ... was never
+    awaited")."""
+    import logging
+    import warnings
+
+    if not _OWN_PROCESS:
+        return
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
+    sys.unraisablehook = lambda unraisable: None  # "Exception ignored in <coroutine ...>: Event loop is closed"
+
 
 def _friendly(func):
     @functools.wraps(func)
@@ -28,6 +53,7 @@ def _friendly(func):
             if os.environ.get("ECM_DASK_DEBUG"):
                 raise
             click.echo(f"error: {exc}", err=True)
+            _quiet_exit()
             sys.exit(2)
         except OSError as exc:  # disk full, permissions, I/O errors not turned into a StoreError on the way
             if os.environ.get("ECM_DASK_DEBUG"):
@@ -35,9 +61,11 @@ def _friendly(func):
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where} (what was written before is kept; fix it and run "
                        "the same command again to resume)", err=True)
+            _quiet_exit()
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: run the same command again to resume", err=True)
+            _quiet_exit()
             sys.exit(130)
 
     return wrapper
@@ -348,4 +376,4 @@ def demo(output, size, frames, seed, overwrite, quiet):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

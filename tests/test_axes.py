@@ -288,3 +288,27 @@ def test_velox_emd_stored_y_x_frame_is_read_frame_by_frame(tmp_path):
         np.testing.assert_array_equal(src.read(t, t + 1)[0], raw[:, :, t])
     np.testing.assert_array_equal(open_source(velox, axes="yxt").read(0, 2), src.read(0, 2))
     _one_line_input_error(lambda: open_source(velox, axes="tyx"), "fei_example_tem_stack.emd", "(y, x, frame)")
+
+
+@pytest.mark.parametrize("bad", ["tyy", "ty", "tyxz", "abc"])
+def test_cli_axes_is_validated_before_any_work(tmp_path, bad):
+    from click.testing import CliRunner
+
+    from ecm_dask.cli import main
+
+    plain = _h5(tmp_path / "plain.h5", "yxt", [None, None, None])
+    out = tmp_path / "s.zarr"
+    r = CliRunner().invoke(main, ["ingest", str(plain), "-o", str(out), "--axes", bad, "--quiet"])
+    assert r.exit_code == 2 and "letters t, y, x once each" in r.output and bad in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_velox_file_forced_through_the_generic_hdf5_reader_is_still_y_x_frame():
+    from pathlib import Path
+
+    velox = Path(__file__).resolve().parents[2] / "shared" / "data" / "vendor-files" / "fei_example_tem_stack.emd"
+    if not velox.exists():
+        pytest.skip(f"vendor test files not found in {velox.parent}")
+    src = open_source(velox, format="hdf5")
+    assert src.format_name == "HDF5" and src.shape == (2, 3, 3)
+    np.testing.assert_array_equal(src.read(0, 2), open_source(velox).read(0, 2))

@@ -184,7 +184,8 @@ class Hdf5Source(FrameSource):
     """A 3-D dataset in an HDF5 file, read as ``(time, y, x)``.
 
     The stored order comes from the dataset's dimension labels/scales (:mod:`ecm_dask.readers.axes`) or ``axes``
-    (``"yxt"``: stored as y, x, time); unlabelled data is ``(time, y, x)``.  Calibration is taken from attributes
+    (``"yxt"``: stored as y, x, time); unlabelled data is ``(time, y, x)``, except the image stack of a Velox EMD file
+    read as plain HDF5 (stored as (y, x, frame)).  Calibration is taken from attributes
     ``frame_time_s`` and ``pixel_size_nm`` on the dataset, its parent groups or the file, when present.
     """
 
@@ -217,6 +218,9 @@ class Hdf5Source(FrameSource):
             self.dtype = _native_dtype(label, ds.dtype)
             _check_series_shape(label, ds.shape)
             info = axis_info(ds)
+            if not any(n or u for n, u, _ in info) and _velox_image(f, name):
+                # a Velox image stack read as plain HDF5 (--format hdf5): its layout is the label
+                info = [("y", None, None), ("x", None, None), ("frame", None, None)]
             labels = [(n, u) for n, u, _ in info]
             self.axis_order = resolve_axes(label, labels, axes)
             self.shape = _check_series_shape(label, tuple(int(ds.shape[i]) for i in self.axis_order))
@@ -251,6 +255,17 @@ class Hdf5Source(FrameSource):
         if self.axis_order == (0, 1, 2):
             return block
         return np.ascontiguousarray(np.transpose(block, self.axis_order))
+
+
+def _velox_image(f, name: str) -> bool:
+    """Whether ``name`` is the pixel data of an image of a Velox EMD file (stored as (y, x, frame))."""
+    import re
+
+    if not re.fullmatch(r"/Data/Image/[^/]+/Data", name):
+        return False
+    from .emd import emd_variant
+
+    return emd_variant(f) == "velox"
 
 
 def _inherited_attrs(f, ds) -> dict:

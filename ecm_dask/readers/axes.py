@@ -24,7 +24,7 @@ Y_NAMES = ("y", "row", "rows", "height")
 X_NAMES = ("x", "col", "cols", "column", "columns", "width")
 LENGTH_NAMES = (*Y_NAMES, *X_NAMES, "z", "length", "distance", "position")
 ANGLE_NAMES = ("k", "q", "kx", "ky", "qx", "qy", "theta", "angle", "scattering angle", "tilt", "alpha", "beta")
-ANGLE_UNITS = ("rad", "mrad", "urad", "µrad", "deg", "degree", "degrees", "°", "1/nm", "nm^-1", "1/a", "1/å",
+ANGLE_UNITS = ("rad", "mrad", "urad", "µrad", "μrad", "deg", "degree", "degrees", "°", "1/nm", "nm^-1", "1/a", "1/å",
                "a^-1", "å^-1", "1/m", "1/um", "1/µm")
 LENGTH_EXTRA = ("px", "pixel", "pixels")
 TIME_EXTRA = ("frame", "frames", "ps", "fs", "msec", "usec", "µsec", "h", "hour", "hours")  # units of a time axis

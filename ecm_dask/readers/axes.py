@@ -24,16 +24,31 @@ Y_NAMES = ("y", "row", "rows", "height")
 X_NAMES = ("x", "col", "cols", "column", "columns", "width")
 LENGTH_NAMES = (*Y_NAMES, *X_NAMES, "z", "length", "distance", "position")
 ANGLE_NAMES = ("k", "q", "kx", "ky", "qx", "qy", "theta", "angle", "scattering angle", "tilt", "alpha", "beta")
-ANGLE_UNITS = ("rad", "mrad", "urad", "µrad", "deg", "degree", "degrees", "°", "1/nm", "nm^-1", "1/a", "1/å",
+ANGLE_UNITS = ("rad", "mrad", "urad", "µrad", "μrad", "deg", "degree", "degrees", "°", "1/nm", "nm^-1", "1/a", "1/å",
                "a^-1", "å^-1", "1/m", "1/um", "1/µm")
 LENGTH_EXTRA = ("px", "pixel", "pixels")
+TIME_EXTRA = ("frame", "frames", "ps", "fs", "msec", "usec", "µsec", "h", "hour", "hours")  # units of a time axis
+
+
+def letter(name: str | None, units: str | None) -> str | None:
+    """``"t"``, ``"y"``, ``"x"`` when one axis label says which axis it is; None otherwise (a length or angle
+    not named y or x, e.g. ``z [nm]`` or ``q [1/nm]``, is known not to be time but is no letter)."""
+    kind = classify(name, units)
+    if kind == "time":
+        return "t"
+    n = str(name).strip().lower().rsplit("/", 1)[-1] if name is not None else ""
+    if n in Y_NAMES:
+        return "y"
+    if n in X_NAMES:
+        return "x"
+    return None
 
 
 def classify(name: str | None, units: str | None) -> str | None:
     """``"time"``, ``"length"``, ``"angle"`` or None for one axis label (units first, then the name)."""
     u = str(units).strip() if units is not None else ""
     if u:
-        if TIME_UNITS_S.get(u, TIME_UNITS_S.get(u.lower())) is not None:
+        if TIME_UNITS_S.get(u, TIME_UNITS_S.get(u.lower())) is not None or u.lower() in TIME_EXTRA:
             return "time"
         if u.lower() in ANGLE_UNITS or u in ANGLE_UNITS:
             return "angle"
@@ -85,12 +100,12 @@ def resolve_axes(label: str, labels: list[tuple[str | None, str | None]], axes: 
     if axes is not None:
         a = parse_axes(axes)
         order = (a.index("t"), a.index("y"), a.index("x"))
-        times = [i for i, k in enumerate(kinds) if k == "time"]
-        wrong = [i for i, k in enumerate(kinds) if k in ("length", "angle") and i == order[0]]
-        if (times and times[0] != order[0]) or wrong:
+        said = [letter(n, u) for n, u in labels]
+        if any((s is not None and s != a[i]) or (a[i] == "t" and kinds[i] in ("length", "angle"))
+               for i, s in enumerate(said)):
             (warn or (lambda m: print(m, file=sys.stderr, flush=True)))(
-                f"warning: {label}: --axes {a} takes axis {order[0]} as time, but the file's labels say "
-                f"{_describe(labels)}")
+                f"warning: {label}: --axes {a} disagrees with the file's axis labels ({_describe(labels)}); "
+                f"reading axis {order[0]} as time as --axes says")
         return order
     times = [i for i, k in enumerate(kinds) if k == "time"]
     if len(times) > 1:
@@ -101,7 +116,7 @@ def resolve_axes(label: str, labels: list[tuple[str | None, str | None]], axes: 
             raise InputError(f"{label}: the axis labels say axis 0 is {'a length' if kinds[0] == 'length' else 'an angle'}"
                              f" and no axis is time ({_describe(labels)}); this is not a time series as stored - "
                              "give the order with --axes (e.g. --axes yxt) if it is one")
-        return 0, 1, 2  # unlabelled: axis 0 is time, as stored by most tools
+        times = [0]  # unlabelled (or y, x only): axis 0 is time, as stored by most tools
     t = times[0]
     others = [i for i in range(3) if i != t]
     names = [str(labels[i][0] or "").strip().lower().rsplit("/", 1)[-1] for i in others]

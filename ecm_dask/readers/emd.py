@@ -26,6 +26,8 @@ from .base import FrameSource, SourceMetadata
 from .hdf5 import Hdf5Source, describe_candidates, open_h5
 
 _VELOX_KWARGS = {"select_type": "images"}
+#: how Velox stores an image stack (``Data/Image/<id>/Data``); rosettasciio brings it to (frame, y, x)
+VELOX_STORED_AXES = "yxt"
 
 
 def emd_variant(f) -> str | None:
@@ -74,14 +76,17 @@ def berkeley_groups(f) -> list[str]:
 
 def open_emd(path: str | os.PathLike, dataset: str | None = None, axes: str | None = None) -> FrameSource:
     """Open a Velox or Berkeley EMD file; an HDF5 file of neither kind is read as generic HDF5.  ``axes``
-    (``--axes``) gives the stored axis order of Berkeley EMD and HDF5 data; Velox stacks are ordered by rosettasciio."""
+    (``--axes``) gives the stored axis order of Berkeley EMD and HDF5 data; Velox stacks, stored (y, x, frame),
+    are ordered by rosettasciio (``--axes yxt`` is accepted for them, any other order refused)."""
     path = os.fspath(path)
     _require_file(path)
     with open_h5(path) as f:
         variant = emd_variant(f)
     if variant == "velox":
-        if axes is not None:
-            raise InputError(f"{path}: --axes does not apply to Velox EMD files (their axes are read from the file)")
+        if axes is not None and axes != VELOX_STORED_AXES:
+            raise InputError(f"{path}: --axes {axes} does not apply to this Velox EMD file: Velox stores each stack "
+                             f"as (y, x, frame) (--axes {VELOX_STORED_AXES}) and its axes are read from the file; "
+                             "leave --axes out")
         return VeloxEmdSource(path, dataset=dataset)
     if variant == "berkeley":
         return BerkeleyEmdSource(path, dataset=dataset, axes=axes)

@@ -63,61 +63,129 @@ def describe_candidates(items) -> str:
     return ", ".join(f"{p} {shape} {dtype}" for p, shape, dtype in items) or "none"
 
 
-def dimension_labels(ds) -> list[tuple[str | None, str | None]]:
-    """``(name, units)`` of each axis of an h5py dataset from its dimension labels and attached dimension scales
-    (``units``/``unit`` attributes of the scale, or of the dataset as ``<label>_units``)."""
+def _text(value) -> str | None:
+    """A string attribute value (bytes, numpy scalar or 1-element array) as str; None if absent or empty."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _units_of(obj) -> str | None:
     from ._common import _clean_unit
 
+    for key in ("units", "unit", "Units"):
+        if key in obj.attrs:
+            return _clean_unit(_text(obj.attrs[key]))
+    return None
+
+
+def _step_of(vec) -> float | None:
+    """The step of a 1-D numeric axis vector of 2+ values; None otherwise."""
+    import h5py
+
+    try:
+        if isinstance(vec, h5py.Dataset) and vec.ndim == 1 and vec.shape[0] >= 2 and np.issubdtype(vec.dtype, np.number):
+            v = vec[:2]
+            return float(v[1] - v[0])
+    except Exception:  # noqa: BLE001 - an odd axis vector only loses the calibration
+        return None
+    return None
+
+
+def _nexus_axes(ds) -> list[str | None] | None:
+    """The axis names of a NeXus NXdata signal (group attribute ``axes``, ``"."`` for none), or None."""
+    try:
+        group = ds.parent
+        signal = _text(group.attrs.get("signal"))
+        is_signal = signal == ds.name.rsplit("/", 1)[-1] or _text(ds.attrs.get("signal")) == "1" or \
+            ds.attrs.get("signal") == 1
+        raw = group.attrs.get("axes") if is_signal else None
+        if raw is None:
+            return None
+        if isinstance(raw, (bytes, str)):
+            names = [n for n in str(_text(raw) or "").replace(":", ",").split(",")]
+        else:
+            names = [_text(v) or "." for v in np.asarray(raw).reshape(-1)]
+        names = [n.strip() for n in names]
+        if len(names) != ds.ndim:
+            return None
+        return [None if n in ("", ".") else n for n in names]
+    except Exception:  # noqa: BLE001 - malformed NeXus attributes only lose the labels
+        return None
+
+
+def axis_info(ds) -> list[tuple[str | None, str | None, float | None]]:
+    """``(name, units, step)`` of each axis of an h5py dataset, from (first found):
+
+    * its dimension labels and attached dimension scales (``units``/``unit`` and ``long_name``/``name``
+      attributes of the scale, else the scale's own name; step from the scale's values);
+    * NeXus NXdata: the parent group's ``axes`` attribute naming the axis datasets (units, step from those);
+    * units as dataset attributes ``<name>_units``/``<name>_unit`` for a labelled axis.
+    """
+    nexus = None
     out = []
     for i in range(ds.ndim):
         dim = ds.dims[i]
-        name = dim.label or None
-        units = None
+        name = _text(dim.label)
+        units = step = None
         try:
             scales = list(dim.values())
         except Exception:  # noqa: BLE001 - an unreadable scale only loses its label
             scales = []
         if scales:
             scale = scales[0]
-            for key in ("units", "unit", "Units"):
-                if key in scale.attrs:
-                    units = _clean_unit(scale.attrs[key])
-                    break
+            units = _units_of(scale)
+            step = _step_of(scale)
             if name is None:
                 for key in ("long_name", "name", "NAME"):
-                    v = scale.attrs.get(key)
-                    if v is not None:
-                        v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                        if not v.startswith("This is a netCDF dimension"):
-                            name = v
-                            break
+                    v = _text(scale.attrs.get(key))
+                    if v is not None and not v.startswith("This is a netCDF dimension"):
+                        name = v
+                        break
                 if name is None:
                     name = scale.name.rsplit("/", 1)[-1]
-        out.append((name, units))
+        elif name is None:
+            if nexus is None:
+                nexus = _nexus_axes(ds) or [None] * ds.ndim
+            name = nexus[i]
+            if name is not None:
+                vec = ds.parent.get(name)
+                if vec is not None and hasattr(vec, "attrs"):
+                    units = _units_of(vec)
+                    step = _step_of(vec)
+        if units is None and name is not None:
+            for key in (f"{name}_units", f"{name}_unit"):
+                if key in ds.attrs:
+                    from ._common import _clean_unit
+
+                    units = _clean_unit(_text(ds.attrs[key]))
+                    break
+        out.append((name, units, step))
     return out
+
+
+def dimension_labels(ds) -> list[tuple[str | None, str | None]]:
+    """``(name, units)`` of each axis of an h5py dataset (see :func:`axis_info`)."""
+    return [(n, u) for n, u, _ in axis_info(ds)]
 
 
 def dimension_steps(ds) -> list[float | None]:
-    """The step of each axis' first attached dimension scale (None without a numeric scale of 2+ values)."""
-    out = []
-    for i in range(ds.ndim):
-        step = None
-        try:
-            scales = list(ds.dims[i].values())
-            if scales and scales[0].ndim == 1 and scales[0].shape[0] >= 2 and np.issubdtype(scales[0].dtype, np.number):
-                v = scales[0][:2]
-                step = float(v[1] - v[0])
-        except Exception:  # noqa: BLE001 - an odd scale only loses the calibration
-            step = None
-        out.append(step)
-    return out
+    """The step of each axis' scale (None without a numeric scale of 2+ values; see :func:`axis_info`)."""
+    return [s for _, _, s in axis_info(ds)]
 
 
 class Hdf5Source(FrameSource):
     """A 3-D dataset in an HDF5 file, read as ``(time, y, x)``.
 
     The stored order comes from the dataset's dimension labels/scales (:mod:`ecm_dask.readers.axes`) or ``axes``
-    (``"yxt"``: stored as y, x, time); unlabelled data is ``(time, y, x)``.  Calibration is taken from attributes
+    (``"yxt"``: stored as y, x, time); unlabelled data is ``(time, y, x)``, except the image stack of a Velox EMD file
+    read as plain HDF5 (stored as (y, x, frame)).  Calibration is taken from attributes
     ``frame_time_s`` and ``pixel_size_nm`` on the dataset, its parent groups or the file, when present.
     """
 
@@ -149,7 +217,11 @@ class Hdf5Source(FrameSource):
             label = f"{path}:{name}"
             self.dtype = _native_dtype(label, ds.dtype)
             _check_series_shape(label, ds.shape)
-            labels = dimension_labels(ds)
+            info = axis_info(ds)
+            if not any(n or u for n, u, _ in info) and _velox_image(f, name):
+                # a Velox image stack read as plain HDF5 (--format hdf5): its layout is the label
+                info = [("y", None, None), ("x", None, None), ("frame", None, None)]
+            labels = [(n, u) for n, u, _ in info]
             self.axis_order = resolve_axes(label, labels, axes)
             self.shape = _check_series_shape(label, tuple(int(ds.shape[i]) for i in self.axis_order))
             self._dataset = name
@@ -161,7 +233,7 @@ class Hdf5Source(FrameSource):
             attrs = _inherited_attrs(f, ds)
             frame_time = _calibrated_time(attrs.get("frame_time_s"), "s", extra, "frame_time_s_raw")
             pixel = _calibrated_length(attrs.get("pixel_size_nm"), "nm", extra, "pixel_size_nm_raw")
-            steps = dimension_steps(ds)  # else from the dimension scales of the time and x axes
+            steps = [st for _, _, st in info]  # else from the dimension scales of the time and x axes
             t_axis, _, x_axis = self.axis_order
             if frame_time is None and steps[t_axis] is not None and labels[t_axis][1]:
                 frame_time = _calibrated_time(steps[t_axis], labels[t_axis][1], extra, "frame_time_scale_raw")
@@ -183,6 +255,17 @@ class Hdf5Source(FrameSource):
         if self.axis_order == (0, 1, 2):
             return block
         return np.ascontiguousarray(np.transpose(block, self.axis_order))
+
+
+def _velox_image(f, name: str) -> bool:
+    """Whether ``name`` is the pixel data of an image of a Velox EMD file (stored as (y, x, frame))."""
+    import re
+
+    if not re.fullmatch(r"/Data/Image/[^/]+/Data", name):
+        return False
+    from .emd import emd_variant
+
+    return emd_variant(f) == "velox"
 
 
 def _inherited_attrs(f, ds) -> dict:

@@ -86,17 +86,7 @@ def test_axes_option_on_unlabelled_data_and_against_labels(tmp_path, capsys):
 
 
 def test_berkeley_emd_with_time_last_and_length_first(tmp_path):
-    def emd(path, stored, dims):
-        perm = ["tyx".index(c) for c in stored]
-        with h5py.File(path, "w") as f:
-            f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
-            g = f.create_group("data/stack")
-            g.attrs["emd_group_type"] = 1
-            g.create_dataset("data", data=np.transpose(TRUTH, perm))
-            for i, (name, units) in enumerate(dims):
-                d = g.create_dataset(f"dim{i + 1}", data=np.arange(g["data"].shape[i]) * 0.5)
-                d.attrs["name"], d.attrs["units"] = name, units
-        return path
+    emd = _berkeley  # defined below
 
     good = emd(tmp_path / "good.emd", "yxt", [("y", "nm"), ("x", "nm"), ("time", "s")])
     src = open_source(good)

@@ -111,6 +111,18 @@ def _calibrated_time(scale, unit, extra: dict, key: str) -> float | None:
     return _calibrated(scale, unit, extra, key, time_to_s, FRAME_TIME_RANGE_S)
 
 
+def _scalar(value):
+    """An attribute value as a plain Python scalar: 1-element arrays unwrapped, numpy scalars as Python, bytes
+    decoded (utf-8)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
 def _clean_unit(unit) -> str | None:
     """Normalise a unit string from a file: bytes, ImageJ escapes (\\u00B5m), brackets ([n_m]) -> 'nm'."""
     if unit is None:

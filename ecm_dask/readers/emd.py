@@ -20,6 +20,7 @@ from ._common import (
     _native_dtype,
     _put,
     _require_file,
+    _scalar,
 )
 from .axes import resolve_axes
 from .base import FrameSource, SourceMetadata
@@ -204,16 +205,6 @@ class BerkeleyEmdSource(FrameSource):
             block = f[self._group]["data"][tuple(key)]
         # block axes are still in file order; bring them to (time, y, x)
         return np.ascontiguousarray(np.transpose(block, self._order))
-
-
-def _scalar(value):
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(())[()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return value
 
 
 def _parse_dim(dim) -> tuple[str | None, str | None, float | None]:

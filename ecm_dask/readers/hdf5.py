@@ -65,12 +65,9 @@ def describe_candidates(items) -> str:
 
 def _text(value) -> str | None:
     """A string attribute value (bytes, numpy scalar or 1-element array) as str; None if absent or empty."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(())[()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
+    from ._common import _scalar
+
+    value = _scalar(value)
     if not isinstance(value, str):
         return None
     return value.strip() or None

@@ -83,6 +83,51 @@ def test_flipped_bytes_inside_a_chunk_are_caught_on_read_naming_the_shard(store)
     assert len(problems) == 1 and str(f) in problems[0] and "checksum" in problems[0]
 
 
+def _flip(f, at):
+    raw = bytearray(f.read_bytes())
+    raw[at] ^= 0xFF
+    f.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_read_through_xarray_and_dask_name_the_file_frames_and_pixels(store):
+    """Any computation on open_series' lazy intensity (drift, screening, user code), not only the g2 stage's
+    direct read: zarr's bare 'checksum do not match' becomes a StoreError naming file, frames and pixel block."""
+    path, data = store
+    f = _shard(path, 1)
+    _flip(f, 200)  # inside the first inner chunk (y 0..15, x 0..15) of frames 50..99
+    ds = SS.open_series(path)
+    for read in (lambda: ds[S.INTENSITY].values, lambda: ds[S.INTENSITY].isel(time=slice(0, 200, 7)).values,
+                 lambda: ds[S.INTENSITY][60, 3:5, 2:9].values):
+        with pytest.raises(StoreError) as err:
+            read()
+        msg = str(err.value)
+        assert f"{f} (frames 50..99, y 0..15, x 0..15)" in msg and "damaged" in msg, msg
+    np.testing.assert_array_equal(ds[S.INTENSITY][:, 16:].values, data[:, 16:])  # intact pixels still read
+    np.testing.assert_array_equal(ds[S.INTENSITY][150:].values, data[150:])
+    from ecm_dask.ops.correlation import store_backed
+
+    assert store_backed(ds[S.INTENSITY]) == os.path.abspath(path)  # the g2 stage still reads the store directly
+
+
+def test_a_whole_unreadable_shard_is_named_without_a_pixel_block(store):
+    path, _ = store
+    f = _shard(path, 3)
+    f.write_bytes(f.read_bytes()[:-3])  # the shard index (at the end) is cut: no inner chunk can be found
+    with pytest.raises(StoreError) as err:
+        SS.open_series(path)[S.INTENSITY][150:160, 20:22].values
+    assert f"{f} (frames 150..199, y 0..23, x 0..31)" in str(err.value), str(err.value)
+
+
+def test_the_default_run_with_drift_on_a_flipped_byte_is_a_one_line_error(store, tmp_path):
+    path, _ = store
+    f = _shard(path, 0)  # the drift stage reads the first frames for its reference
+    _flip(f, 300)
+    r = _run("run", path, "-o", tmp_path / "r.zarr", "--cluster", "threads", "--quiet", "--no-report")
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert str(f) in lines[0] and "frames 0..49" in lines[0] and "damaged" in lines[0], lines[0]
+
+
 def test_a_partial_copy_does_not_pass_as_complete(store, tmp_path):
     path, _ = store
     copy = tmp_path / "copy.zarr"

@@ -240,6 +240,9 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
     with _quiet():
         ds = xr.open_zarr(path, consolidated=state == COMPLETE, chunks={} if chunks == "store" else chunks,
                           drop_variables=[PROGRESS])
+    from .integrity import checked
+
+    ds = checked(ds, path, names=[S.INTENSITY])  # a damaged chunk read by dask: a StoreError naming file and block
     ds[S.INTENSITY].encoding[ENC_STORE] = os.path.abspath(path)
     if validate:
         try:

@@ -214,3 +214,30 @@ def test_a_damaged_stage_checkpoint_is_computed_again(tmp_path, capsys):
 
 def _run(*args, timeout=300):
     return ecm_cli(*args, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("stage", ["g2", "drift"])
+def test_a_flipped_byte_in_a_stage_checkpoint_is_a_one_line_error_saying_what_to_delete(tmp_path, stage):
+    import xarray as xr
+
+    from ecm_dask.pipeline.run import run_pipeline, stage_dir
+    from ecm_dask.synth import SynthParams, write_synthetic_series
+
+    series = write_synthetic_series(tmp_path / "s.zarr", SynthParams(ny=32, nx=48, n_frames=300, seed=2), tile=16,
+                                    progress=False)
+    out = run_pipeline(series, tmp_path / "r.zarr", progress=False)
+    tau = xr.open_zarr(out).tau.values
+    work = stage_dir(out)
+    var = {"g2": "g2", "drift": "shift"}[stage]
+    f = next(p for p in (work / f"{stage}.zarr" / var / "c").rglob("*") if p.is_file())
+    _flip(f, f.stat().st_size // 2)
+    shutil.rmtree(out)
+    for later in ("screen.zarr", "maps.zarr"):  # the stages that read the damaged checkpoint run again
+        shutil.rmtree(work / later)
+    r = _run("run", series, "-o", out, "--cluster", "threads", "--quiet", "--no-report")
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert str(f) in lines[0] and "damaged" in lines[0] and f"delete {work / f'{stage}.zarr'}" in lines[0], lines[0]
+    shutil.rmtree(work / f"{stage}.zarr")  # what the message says to do
+    out = run_pipeline(series, out, progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(out).tau.values, tau)

@@ -60,10 +60,15 @@ def is_damage(err: BaseException) -> bool:
     return isinstance(err, (ValueError, RuntimeError, OSError)) and any(w in str(err) for w in DAMAGE_WORDS)
 
 
-def damaged(err: BaseException, where: str) -> StoreError:
+#: what to do about a damaged series store (the default) and a damaged stage checkpoint (``{store}``: its path)
+SERIES_HINT = ("restore the store from a copy or ingest the raw files again (ecm-dask verify STORE lists every "
+               "damaged file)")
+STAGE_HINT = "delete {store} and run again to compute that stage again"
+
+
+def damaged(err: BaseException, where: str, hint: str = SERIES_HINT) -> StoreError:
     """The StoreError for a decoding error ``err`` raised while reading ``where`` (a file, frames...)."""
-    return StoreError(f"{where}: the stored data is damaged ({str(err).splitlines()[0][:160]}); restore the store from "
-                      "a copy or ingest the raw files again (ecm-dask verify STORE lists every damaged file)")
+    return StoreError(f"{where}: the stored data is damaged ({str(err).splitlines()[0][:160]}); {hint}")
 
 
 def _array_meta(array_dir: Path) -> dict | None:
@@ -270,7 +275,7 @@ def _stored(index: tuple[int, ...], step: tuple[int, ...], shape: tuple[int, ...
     return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(index, step, shape))
 
 
-def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity"):
+def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity", hint: str = SERIES_HINT):
     """``arr[sel]`` of the array ``name`` of the store at ``store``; damaged bytes become a StoreError naming the
     file and the block (frames, pixels) that fail to decode (found by reading the selection again file by file
     and chunk by chunk, only once something failed)."""
@@ -284,18 +289,18 @@ def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity"):
     if found is None:  # the error did not repeat: name the array and the selection
         sl = _slices(sel, arr.shape)
         where = f"{Path(store) / name}" + (f" ({_span(_array_meta(Path(store) / name), sl, None)})" if sl else "")
-        raise damaged(first, where) from None
-    raise damaged(found[1], found[0]) from None
+        raise damaged(first, where, hint) from None
+    raise damaged(found[1], found[0], hint) from None
 
 
 class CheckedArray:
     """A lazily opened, read-only zarr array whose reads name the damaged file and block (see
     :func:`read_checked`); what :func:`checked` gives dask in place of xarray's reader.  Picklable (holds paths)."""
 
-    def __init__(self, store: str | os.PathLike, name: str, shape: tuple[int, ...], dtype):
+    def __init__(self, store: str | os.PathLike, name: str, shape: tuple[int, ...], dtype, hint: str = SERIES_HINT):
         import numpy as np
 
-        self.store, self.name = str(store), name
+        self.store, self.name, self.hint = str(store), name, hint
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
         self._array = None
 
@@ -311,10 +316,10 @@ class CheckedArray:
 
         if self._array is None:
             self._array = zarr.open_array(store=os.path.join(self.store, self.name), mode="r")
-        return read_checked(self._array, key, self.store, self.name)
+        return read_checked(self._array, key, self.store, self.name, self.hint)
 
 
-def checked(ds, store: str | os.PathLike, group: str | None = None, names=None):
+def checked(ds, store: str | os.PathLike, group: str | None = None, names=None, hint: str = SERIES_HINT):
     """``ds`` (opened lazily with dask from the store at ``store``) with the dask reads of its numeric arrays
     (``names``, default all but index coordinates) going through :class:`CheckedArray`: a flipped byte, a
     truncated file... met by any computation becomes a StoreError naming the file, the block and the array instead
@@ -338,7 +343,7 @@ def checked(ds, store: str | os.PathLike, group: str | None = None, names=None):
                 or any(k in var.encoding for k in ("scale_factor", "add_offset"))):
             continue  # decoded by xarray (masked, scaled, times): its own reader stays
         token = tokenize(str(base.resolve()), name, var.shape, var.dtype.str, var.data.chunks, mtime)
-        reader = CheckedArray(base, str(name), var.shape, var.dtype)
+        reader = CheckedArray(base, str(name), var.shape, var.dtype, hint)
         data = da.from_array(reader, chunks=var.data.chunks, name=f"open_dataset-{name}-checked-{token}",
                              inline_array=False, meta=np.empty((0,) * var.ndim, dtype=var.dtype))
         out[name] = var.copy(deep=False, data=data)
@@ -350,16 +355,18 @@ def checked(ds, store: str | os.PathLike, group: str | None = None, names=None):
     return ds
 
 
-def open_checked(path: str | os.PathLike, **kwargs):
-    """``xarray.open_zarr(path, **kwargs)`` with :func:`checked` reads; damaged bytes met while opening (index
-    coordinates are read at once) become a StoreError naming the store."""
+def open_checked(path: str | os.PathLike, hint: str = STAGE_HINT, **kwargs):
+    """``xarray.open_zarr(path, **kwargs)`` of a stage checkpoint with :func:`checked` reads: damaged bytes become
+    a StoreError naming the file and block, and ``hint`` (default: delete the checkpoint to compute it again);
+    damage met while opening (index coordinates are read at once) names the store."""
     import xarray as xr
 
+    hint = hint.format(store=path)
     try:
         ds = xr.open_zarr(path, **kwargs)
     except Exception as err:  # noqa: BLE001 - re-raised unless it is damage
         if not is_damage(err):
             raise
         where = f"{path}" + (f" (group {kwargs['group']})" if kwargs.get("group") else "")
-        raise damaged(err, where) from None
-    return checked(ds, path, kwargs.get("group"))
+        raise damaged(err, where, hint) from None
+    return checked(ds, path, kwargs.get("group"), hint=hint)

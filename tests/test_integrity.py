@@ -241,3 +241,13 @@ def test_a_flipped_byte_in_a_stage_checkpoint_is_a_one_line_error_saying_what_to
     shutil.rmtree(work / f"{stage}.zarr")  # what the message says to do
     out = run_pipeline(series, out, progress=False)
     np.testing.assert_array_equal(xr.open_zarr(out).tau.values, tau)
+
+
+def test_a_damaged_frame_time_coordinate_is_named_at_open(store):
+    """The coordinates are read when the store is opened: checksummed too, and a damaged one is one StoreError."""
+    path, _ = store
+    meta = json.loads((path / S.TIME / "zarr.json").read_text())
+    assert meta["codecs"][-1]["name"] == "crc32c"
+    _flip(path / S.TIME / "c" / "0", 30)
+    with pytest.raises(StoreError, match=r"s\.zarr \(its coordinates time, y, x\): the stored data is damaged"):
+        SS.open_series(path)

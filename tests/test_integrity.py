@@ -83,6 +83,51 @@ def test_flipped_bytes_inside_a_chunk_are_caught_on_read_naming_the_shard(store)
     assert len(problems) == 1 and str(f) in problems[0] and "checksum" in problems[0]
 
 
+def _flip(f, at):
+    raw = bytearray(f.read_bytes())
+    raw[at] ^= 0xFF
+    f.write_bytes(bytes(raw))
+
+
+def test_flipped_bytes_read_through_xarray_and_dask_name_the_file_frames_and_pixels(store):
+    """Any computation on open_series' lazy intensity (drift, screening, user code), not only the g2 stage's
+    direct read: zarr's bare 'checksum do not match' becomes a StoreError naming file, frames and pixel block."""
+    path, data = store
+    f = _shard(path, 1)
+    _flip(f, 200)  # inside the first inner chunk (y 0..15, x 0..15) of frames 50..99
+    ds = SS.open_series(path)
+    for read in (lambda: ds[S.INTENSITY].values, lambda: ds[S.INTENSITY].isel(time=slice(0, 200, 7)).values,
+                 lambda: ds[S.INTENSITY][60, 3:5, 2:9].values):
+        with pytest.raises(StoreError) as err:
+            read()
+        msg = str(err.value)
+        assert f"{f} (frames 50..99, y 0..15, x 0..15)" in msg and "damaged" in msg, msg
+    np.testing.assert_array_equal(ds[S.INTENSITY][:, 16:].values, data[:, 16:])  # intact pixels still read
+    np.testing.assert_array_equal(ds[S.INTENSITY][150:].values, data[150:])
+    from ecm_dask.ops.correlation import store_backed
+
+    assert store_backed(ds[S.INTENSITY]) == os.path.abspath(path)  # the g2 stage still reads the store directly
+
+
+def test_a_whole_unreadable_shard_is_named_without_a_pixel_block(store):
+    path, _ = store
+    f = _shard(path, 3)
+    f.write_bytes(f.read_bytes()[:-3])  # the shard index (at the end) is cut: no inner chunk can be found
+    with pytest.raises(StoreError) as err:
+        SS.open_series(path)[S.INTENSITY][150:160, 20:22].values
+    assert f"{f} (frames 150..199, y 0..23, x 0..31)" in str(err.value), str(err.value)
+
+
+def test_the_default_run_with_drift_on_a_flipped_byte_is_a_one_line_error(store, tmp_path):
+    path, _ = store
+    f = _shard(path, 0)  # the drift stage reads the first frames for its reference
+    _flip(f, 300)
+    r = _run("run", path, "-o", tmp_path / "r.zarr", "--cluster", "threads", "--quiet", "--no-report")
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert str(f) in lines[0] and "frames 0..49" in lines[0] and "damaged" in lines[0], lines[0]
+
+
 def test_a_partial_copy_does_not_pass_as_complete(store, tmp_path):
     path, _ = store
     copy = tmp_path / "copy.zarr"
@@ -169,3 +214,40 @@ def test_a_damaged_stage_checkpoint_is_computed_again(tmp_path, capsys):
 
 def _run(*args, timeout=300):
     return ecm_cli(*args, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("stage", ["g2", "drift"])
+def test_a_flipped_byte_in_a_stage_checkpoint_is_a_one_line_error_saying_what_to_delete(tmp_path, stage):
+    import xarray as xr
+
+    from ecm_dask.pipeline.run import run_pipeline, stage_dir
+    from ecm_dask.synth import SynthParams, write_synthetic_series
+
+    series = write_synthetic_series(tmp_path / "s.zarr", SynthParams(ny=32, nx=48, n_frames=300, seed=2), tile=16,
+                                    progress=False)
+    out = run_pipeline(series, tmp_path / "r.zarr", progress=False)
+    tau = xr.open_zarr(out).tau.values
+    work = stage_dir(out)
+    var = {"g2": "g2", "drift": "shift"}[stage]
+    f = next(p for p in (work / f"{stage}.zarr" / var / "c").rglob("*") if p.is_file())
+    _flip(f, f.stat().st_size // 2)
+    shutil.rmtree(out)
+    for later in ("screen.zarr", "maps.zarr"):  # the stages that read the damaged checkpoint run again
+        shutil.rmtree(work / later)
+    r = _run("run", series, "-o", out, "--cluster", "threads", "--quiet", "--no-report")
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert str(f) in lines[0] and "damaged" in lines[0] and f"delete {work / f'{stage}.zarr'}" in lines[0], lines[0]
+    shutil.rmtree(work / f"{stage}.zarr")  # what the message says to do
+    out = run_pipeline(series, out, progress=False)
+    np.testing.assert_array_equal(xr.open_zarr(out).tau.values, tau)
+
+
+def test_a_damaged_frame_time_coordinate_is_named_at_open(store):
+    """The coordinates are read when the store is opened: checksummed too, and a damaged one is one StoreError."""
+    path, _ = store
+    meta = json.loads((path / S.TIME / "zarr.json").read_text())
+    assert meta["codecs"][-1]["name"] == "crc32c"
+    _flip(path / S.TIME / "c" / "0", 30)
+    with pytest.raises(StoreError, match=r"s\.zarr \(its coordinates time, y, x\): the stored data is damaged"):
+        SS.open_series(path)

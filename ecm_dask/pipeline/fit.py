@@ -43,8 +43,9 @@ def run_fit(g2_path: str | os.PathLike, output: str | os.PathLike, *, overwrite:
 
     from ..ops.fit import fit_kww
     from ..ops.pooling import adaptive_fit
+    from ..store.integrity import open_checked
 
-    g2 = xr.open_zarr(g2_path)
+    g2 = open_checked(g2_path)  # a damaged chunk: one StoreError naming the file
     one = {**options, "model": S.MODEL_KWW}
     if screen_path is not None:
         pooling = {"radius": DEFAULT_POOLING["radius"], "tol": DEFAULT_POOLING["tol"],

@@ -128,11 +128,12 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
     """
     import xarray as xr
 
+    from ..store.integrity import open_checked
     from ..store.writer import provenance
     from .screen import open_screen
 
-    fit = xr.open_zarr(maps).load()
-    g2_ds = xr.open_zarr(g2)
+    fit = open_checked(maps).load()  # a damaged chunk: one StoreError naming the file
+    g2_ds = open_checked(g2)
     regions, artefacts = open_screen(screen)
     root = root_maps(fit, g2_ds, regions, artefacts)
     root.attrs.update({S.ATTR_FRAME_TIME: g2_ds.attrs.get(S.ATTR_FRAME_TIME),
@@ -148,7 +149,7 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
     groups = {"/": root, f"/{S.G2_GROUP}": g2_ds, f"/{S.FIT_GROUP}": fit, f"/{S.ARTEFACTS_GROUP}": artefacts,
               f"/{S.REGIONS_GROUP}": regions, f"/{S.DISTRIBUTIONS_GROUP}": distributions(root, regions)}
     if drift is not None:
-        groups[f"/{S.DRIFT_GROUP}"] = xr.open_zarr(drift)
+        groups[f"/{S.DRIFT_GROUP}"] = open_checked(drift)
     tree = xr.DataTree.from_dict(groups)
     S.validate_results(tree)
     tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items()})  # crc32c on every chunk

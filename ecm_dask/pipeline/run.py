@@ -146,7 +146,7 @@ def _saved_fingerprint(work: Path) -> str | None:
 def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overwrite: bool, progress: bool) -> Path:
     import xarray as xr
 
-    from ..store.integrity import check_complete
+    from ..store.integrity import check_complete, open_checked
     from .correlate import run_g2
     from .drift import run_drift
     from .fit import run_fit
@@ -191,7 +191,7 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
         stage("drift", "drift.zarr", lambda: run_drift(
             series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
             max_shift=config.max_shift, progress=progress))  # its figure: in the report
-        shifts = xr.open_zarr(drift_path)["shift"].values
+        shifts = open_checked(drift_path)["shift"].values
     n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
     stage("g2", "g2.zarr", lambda: run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2",
                                           progress=progress, **config.g2.kwargs(n_frames)))

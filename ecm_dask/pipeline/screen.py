@@ -85,10 +85,10 @@ def run_screen(g2_path: str | os.PathLike, output: str | os.PathLike, *, drift_p
     import xarray as xr
 
     from ..store.blocks import atomic
-    from ..store.integrity import checksummed
+    from ..store.integrity import checksummed, open_checked
 
-    g2 = xr.open_zarr(g2_path)
-    drift = xr.open_zarr(drift_path) if drift_path is not None else None
+    g2 = open_checked(g2_path)  # a damaged chunk: one StoreError naming the file
+    drift = open_checked(drift_path) if drift_path is not None else None
     regions, artefacts = screen(g2, drift, surface_nm=surface_nm)
     regions.attrs["surface_nm"] = float(surface_nm)
     with atomic(output, overwrite=overwrite, consolidated=True) as partial:
@@ -101,6 +101,6 @@ def run_screen(g2_path: str | os.PathLike, output: str | os.PathLike, *, drift_p
 
 def open_screen(path: str | os.PathLike):
     """``(regions, artefacts)`` Datasets of a ``screen.zarr``."""
-    import xarray as xr
+    from ..store.integrity import open_checked
 
-    return (xr.open_zarr(path, group=S.REGIONS_GROUP).load(), xr.open_zarr(path, group=S.ARTEFACTS_GROUP).load())
+    return (open_checked(path, group=S.REGIONS_GROUP).load(), open_checked(path, group=S.ARTEFACTS_GROUP).load())

@@ -60,10 +60,15 @@ def is_damage(err: BaseException) -> bool:
     return isinstance(err, (ValueError, RuntimeError, OSError)) and any(w in str(err) for w in DAMAGE_WORDS)
 
 
-def damaged(err: BaseException, where: str) -> StoreError:
+#: what to do about a damaged series store (the default) and a damaged stage checkpoint (``{store}``: its path)
+SERIES_HINT = ("restore the store from a copy or ingest the raw files again (ecm-dask verify STORE lists every "
+               "damaged file)")
+STAGE_HINT = "delete {store} and run again to compute that stage again"
+
+
+def damaged(err: BaseException, where: str, hint: str = SERIES_HINT) -> StoreError:
     """The StoreError for a decoding error ``err`` raised while reading ``where`` (a file, frames...)."""
-    return StoreError(f"{where}: the stored data is damaged ({str(err).splitlines()[0][:160]}); restore the store from "
-                      "a copy or ingest the raw files again (ecm-dask verify STORE lists every damaged file)")
+    return StoreError(f"{where}: the stored data is damaged ({str(err).splitlines()[0][:160]}); {hint}")
 
 
 def _array_meta(array_dir: Path) -> dict | None:
@@ -185,26 +190,183 @@ def verify(path: str | os.PathLike) -> list[str]:
     return problems
 
 
-def read_checked(arr, sel: tuple, store: str | os.PathLike):
-    """``arr[sel]`` of a series ``intensity`` array; damaged bytes become a StoreError naming the shard file and
-    its frames (found by reading the selection shard by shard, only once something failed)."""
+def _slices(sel, shape) -> tuple[slice, ...] | None:
+    """``sel`` as one step-1 slice per axis (integers become length-1 slices), or None if it is anything else."""
+    import numbers
+
+    sel = sel if isinstance(sel, tuple) else (sel,)
+    if any(s is Ellipsis for s in sel):
+        k = sel.index(Ellipsis)
+        sel = sel[:k] + (slice(None),) * (len(shape) - len(sel) + 1) + sel[k + 1:]
+    sel = sel + (slice(None),) * (len(shape) - len(sel))
+    out = []
+    for s, n in zip(sel, shape):
+        if isinstance(s, numbers.Integral):
+            i = int(s) + n if s < 0 else int(s)
+            s = slice(i, i + 1)
+        if not isinstance(s, slice):
+            return None
+        start, stop, step = s.indices(n)
+        if step != 1:
+            return None
+        out.append(slice(start, max(start, stop)))
+    return tuple(out)
+
+
+def _tiles(sel: tuple[slice, ...], step: tuple[int, ...]):
+    """The pieces of ``sel`` cut at multiples of ``step`` (one per stored chunk or shard), with their grid index."""
+    import itertools
+
+    ranges = [[(t0 // c, slice(max(t0, s.start), min(s.stop, t0 + c))) for t0 in range(s.start - s.start % c, s.stop, c)]
+              for s, c in zip(sel, step)]
+    for combo in itertools.product(*ranges):
+        yield tuple(i for i, _ in combo), tuple(p for _, p in combo)
+
+
+def _span(meta: dict | None, piece: tuple[slice, ...], dims) -> str:
+    """``frames 50..99, y 0..15, x 0..15`` for a block of an array."""
+    dims = (meta or {}).get("dimension_names") or dims or [f"axis {i}" for i in range(len(piece))]
+    return ", ".join(f"{'frames' if d == 'time' else d} {p.start}..{p.stop - 1}" for d, p in zip(dims, piece))
+
+
+def locate_damage(arr, sel, array_dir: str | os.PathLike) -> tuple[str, BaseException] | None:
+    """Where inside ``arr[sel]`` the stored bytes are damaged: ``("<file> (frames a..b, y c..d, x e..f)", error)``
+    for the first damaged file, narrowed to the inner chunk unless the whole file is unreadable (a damaged shard
+    index); None if nothing in the selection fails to decode.  Reads the selection file by file (only for an
+    error message: a read already failed)."""
+    array_dir = Path(array_dir)
+    sel = _slices(sel, arr.shape)
+    if sel is None:
+        sel = tuple(slice(0, n) for n in arr.shape)
+    meta = _array_meta(array_dir)
+    shards = getattr(arr, "shards", None)
+    files = tuple(int(c) for c in (shards or arr.chunks))
+    for index, piece in _tiles(sel, files):
+        try:
+            arr[piece]
+            continue
+        except Exception as err:  # noqa: BLE001 - re-raised unless it is damage
+            if not is_damage(err):
+                raise
+            whole = err
+        f = _chunk_file(array_dir, meta, index) if meta else array_dir
+        block = _stored(index, files, arr.shape)
+        if shards:  # which inner chunks of the whole file decode? none: its index is damaged
+            inner = tuple(int(c) for c in arr.chunks)
+            tried, bad = 0, []
+            for i, part in _tiles(block, inner):
+                tried += 1
+                try:
+                    arr[part]
+                except Exception as err:  # noqa: BLE001
+                    if not is_damage(err):
+                        raise
+                    overlaps = all(p.start < q.stop and q.start < p.stop for p, q in zip(part, piece))
+                    bad.append((not overlaps, i, err))  # the damaged chunks met by the read first
+            if 0 < len(bad) < tried:
+                _, i, whole = min(bad, key=lambda b: (b[0], b[1]))
+                block = _stored(i, inner, arr.shape)
+        return f"{f} ({_span(meta, block, None)})", whole
+    return None
+
+
+def _stored(index: tuple[int, ...], step: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The whole stored block (chunk or shard) with grid index ``index``."""
+    return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(index, step, shape))
+
+
+def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity", hint: str = SERIES_HINT):
+    """``arr[sel]`` of the array ``name`` of the store at ``store``; damaged bytes become a StoreError naming the
+    file and the block (frames, pixels) that fail to decode (found by reading the selection again file by file
+    and chunk by chunk, only once something failed)."""
     try:
         return arr[sel]
     except Exception as err:  # noqa: BLE001 - re-raised unless it is damage
         if not is_damage(err):
             raise
         first = err
-    step = int(arr.shards[0] if getattr(arr, "shards", None) else arr.chunks[0])
-    t = sel[0] if isinstance(sel[0], slice) else slice(None)
-    start, stop, _ = t.indices(arr.shape[0])
-    meta = _array_meta(Path(store) / "intensity")
-    for t0 in range(start - start % step, stop, step):
+    found = locate_damage(arr, sel, Path(store) / name)
+    if found is None:  # the error did not repeat: name the array and the selection
+        sl = _slices(sel, arr.shape)
+        where = f"{Path(store) / name}" + (f" ({_span(_array_meta(Path(store) / name), sl, None)})" if sl else "")
+        raise damaged(first, where, hint) from None
+    raise damaged(found[1], found[0], hint) from None
+
+
+class CheckedArray:
+    """A lazily opened, read-only zarr array whose reads name the damaged file and block (see
+    :func:`read_checked`); what :func:`checked` gives dask in place of xarray's reader.  Picklable (holds paths)."""
+
+    def __init__(self, store: str | os.PathLike, name: str, shape: tuple[int, ...], dtype, hint: str = SERIES_HINT):
+        import numpy as np
+
+        self.store, self.name, self.hint = str(store), name, hint
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self._array = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_array": None}
+
+    def __getitem__(self, key):
+        import zarr
+
+        if self._array is None:
+            self._array = zarr.open_array(store=os.path.join(self.store, self.name), mode="r")
+        return read_checked(self._array, key, self.store, self.name, self.hint)
+
+
+def checked(ds, store: str | os.PathLike, group: str | None = None, names=None, hint: str = SERIES_HINT):
+    """``ds`` (opened lazily with dask from the store at ``store``) with the dask reads of its numeric arrays
+    (``names``, default all but index coordinates) going through :class:`CheckedArray`: a flipped byte, a
+    truncated file... met by any computation becomes a StoreError naming the file, the block and the array instead
+    of zarr's bare checksum error.  Arrays that xarray decodes (dtype changed, scaled) are left as they are."""
+    import dask.array as da
+    import numpy as np
+    from dask.base import tokenize
+
+    base = Path(store) / group if group else Path(store)
+    out = {}
+    for name, var in ds.variables.items():
+        if (names is not None and name not in names) or name in ds.indexes or not isinstance(var.data, da.Array):
+            continue
+        meta = _array_meta(base / str(name))
         try:
-            arr[(slice(max(t0, start), min(stop, t0 + step)), *sel[1:])]
-        except Exception as err:  # noqa: BLE001
-            if not is_damage(err):
-                raise
-            index = (t0 // step,) + (0,) * (arr.ndim - 1)
-            f = _chunk_file(Path(store) / "intensity", meta, index) if meta else Path(store)
-            raise damaged(err, f"{f} (frames {t0}..{min(arr.shape[0], t0 + step) - 1})") from None
-    raise damaged(first, str(store))
+            stored = np.dtype(meta["data_type"]) if meta else None
+            mtime = (base / str(name) / "zarr.json").stat().st_mtime_ns
+        except (KeyError, TypeError, OSError):
+            continue
+        if (stored != var.dtype or var.dtype.kind not in "biuf" or tuple(meta["shape"]) != var.shape
+                or any(k in var.encoding for k in ("scale_factor", "add_offset"))):
+            continue  # decoded by xarray (masked, scaled, times): its own reader stays
+        token = tokenize(str(base.resolve()), name, var.shape, var.dtype.str, var.data.chunks, mtime)
+        reader = CheckedArray(base, str(name), var.shape, var.dtype, hint)
+        data = da.from_array(reader, chunks=var.data.chunks, name=f"open_dataset-{name}-checked-{token}",
+                             inline_array=False, meta=np.empty((0,) * var.ndim, dtype=var.dtype))
+        out[name] = var.copy(deep=False, data=data)
+    if not out:
+        return ds
+    ds = ds.copy()
+    for name, var in out.items():
+        ds[name] = var  # keeps whether it is a coordinate, its attrs and encoding
+    return ds
+
+
+def open_checked(path: str | os.PathLike, hint: str = STAGE_HINT, **kwargs):
+    """``xarray.open_zarr(path, **kwargs)`` of a stage checkpoint with :func:`checked` reads: damaged bytes become
+    a StoreError naming the file and block, and ``hint`` (default: delete the checkpoint to compute it again);
+    damage met while opening (index coordinates are read at once) names the store."""
+    import xarray as xr
+
+    hint = hint.format(store=path)
+    try:
+        ds = xr.open_zarr(path, **kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is damage
+        if not is_damage(err):
+            raise
+        where = f"{path}" + (f" (group {kwargs['group']})" if kwargs.get("group") else "")
+        raise damaged(err, where, hint) from None
+    return checked(ds, path, kwargs.get("group"), hint=hint)

@@ -130,7 +130,8 @@ def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: d
                     attrs=attrs)
     fill = np.nan if dtype.kind == "f" else 0
     encoding = {S.INTENSITY: {"chunks": layout.chunk, "shards": layout.shard, "compressors": codecs(compressor()),
-                              "fill_value": fill}}
+                              "fill_value": fill},
+                **{c: {"compressors": codecs()} for c in ds.coords}}  # the frame times are checksummed too
     attrs[ATTR_INTEGRITY] = dict(INTEGRITY)
     ds.attrs = attrs
     with _quiet():
@@ -237,9 +238,17 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
     if state == INCOMPLETE and require_complete:
         raise ValidationError([f"the store is incomplete ({S.ATTR_COMPLETE!r} is false): an ingest was "
                                "interrupted; run the same ingest command again to resume"], what=str(path))
-    with _quiet():
-        ds = xr.open_zarr(path, consolidated=state == COMPLETE, chunks={} if chunks == "store" else chunks,
-                          drop_variables=[PROGRESS])
+    from .integrity import checked, damaged, is_damage
+
+    try:
+        with _quiet():
+            ds = xr.open_zarr(path, consolidated=state == COMPLETE, chunks={} if chunks == "store" else chunks,
+                              drop_variables=[PROGRESS])
+    except Exception as err:  # the coordinates are read at once: a damaged one is named, not a traceback
+        if not is_damage(err):
+            raise
+        raise damaged(err, f"{path} (its coordinates time, y, x)") from None
+    ds = checked(ds, path, names=[S.INTENSITY])  # a damaged chunk read by dask: a StoreError naming file and block
     ds[S.INTENSITY].encoding[ENC_STORE] = os.path.abspath(path)
     if validate:
         try:

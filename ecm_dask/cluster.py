@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ParameterError
 
 KINDS = ("threads", "local", "slurm", "pbs")
 JOBQUEUE_KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}
@@ -103,9 +103,11 @@ def is_loopback(host: str) -> bool:
     if h.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
         return True
     try:
-        return ipaddress.ip_address(h).is_loopback
+        ip = ipaddress.ip_address(h)
     except ValueError:
         return False  # a host name or interface: reachable from elsewhere until proven otherwise
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 (Python < 3.13 does not call it loopback)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def check_host(host: str, *, tls: bool = False, insecure: bool = False, what: str = "--host", log=None) -> None:
@@ -114,9 +116,9 @@ def check_host(host: str, *, tls: bool = False, insecure: bool = False, what: st
     if is_loopback(host) or tls:
         return
     if not insecure:
-        raise InputError(f"{what} {host} would let anyone who can reach this machine run code in the cluster (dask "
-                         "has no authentication without TLS); add --tls (temporary TLS credentials), or "
-                         "--insecure-host if this network is trusted")
+        raise ParameterError(f"{what} {host} would let anyone who can reach this machine run code in the cluster "
+                             "(dask has no authentication without TLS); add --tls (temporary TLS credentials), or "
+                             "--insecure-host if this network is trusted")
     (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
         f"warning: the cluster listens on {host} without TLS (--insecure-host): anyone who can reach it can run code "
         "as you")

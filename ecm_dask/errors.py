@@ -34,7 +34,8 @@ class StoreError(EcmError, OSError):
 
 
 class ParameterError(EcmError, ValueError):
-    """An analysis option (ROI, lag range, bad frames, pooling...) is invalid for the series at hand."""
+    """An option is invalid: an analysis option (ROI, lag range, bad frames, pooling...) for the series at hand, or
+    a setting refused as unsafe (a cluster listening beyond loopback without TLS)."""
 
 
 class ResourceError(EcmError, RuntimeError):

@@ -47,6 +47,34 @@ def test_off_a_terminal_a_stage_writes_a_few_lines(where, monkeypatch):
     assert "\r" not in log.getvalue() and "[#" not in log.getvalue()  # no bar frames in a log
 
 
+@pytest.mark.parametrize("where", ["threads", "distributed"])
+def test_a_short_stage_in_a_log_is_two_lines_and_a_failed_one_says_stopped(where, monkeypatch):
+    from distributed import Client
+
+    assert compute.LOG_INTERVAL_S == 60.0  # the default: one line a minute
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+
+    def boom():
+        raise RuntimeError("boom")
+
+    def both():
+        compute.run(_sleepers(6, 0.05), label="drift")
+        with pytest.raises(RuntimeError, match="boom"):
+            compute.run([dask.delayed(boom, pure=False)()], label="fit")
+
+    if where == "threads":
+        with dask.config.set(scheduler="threads", num_workers=2):
+            both()
+    else:
+        with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
+            both()
+    lines = _lines(log.getvalue())
+    assert len(lines) == 4, lines
+    assert lines[0] == "drift: 6 task(s)" and lines[1].startswith("  done: drift in ") and lines[1].endswith(" s")
+    assert lines[2] == "fit: 1 task(s)" and lines[3].startswith("  stopped: fit in "), lines
+
+
 def test_a_long_stage_in_a_log_costs_one_line_per_interval(monkeypatch):
     """The old bars wrote a frame every 0.1-0.5 s (2.6 MB per stage-hour); now one line per minute."""
     log = io.StringIO()

@@ -92,6 +92,28 @@ def test_info_on_an_interrupted_ingest_and_on_results(textured, tmp_path):
     assert r.returncode == 0 and "g2 " in r.stdout and "(y: 48, x: 64, lag:" in r.stdout
 
 
+def test_info_on_a_series_store_whose_writing_stopped_early(tmp_path):
+    """An ingest killed while creating its .partial (no progress ticks yet) and a store made with create_series
+    and never finished: both INCOMPLETE, with the shards written out of the shards in all, and how to resume."""
+    import zarr
+
+    from ecm_dask import schema as S
+    from ecm_dask.store.layout import plan_layout
+    from ecm_dask.store.series import create_series
+
+    layout = plan_layout((40, 16, 16), 2, frames_per_shard=8)
+    attrs = {S.ATTR_FRAME_TIME: 1.0, S.ATTR_PIXEL_SIZE: 1.0}
+    create_series(tmp_path / "a.zarr.partial", layout, "uint16", attrs, "key")
+    for target in ("a.zarr", "a.zarr.partial"):
+        r = _run("info", tmp_path / target)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "INCOMPLETE" in r.stdout and "0 of 5 shards written" in r.stdout and "again to resume" in r.stdout
+    create_series(tmp_path / "b.zarr", layout, "uint16", attrs, "key")
+    zarr.open_array(tmp_path / "b.zarr" / S.INTENSITY, mode="r+", config={"write_empty_chunks": True})[8:24] = 1
+    r = _run("info", tmp_path / "b.zarr")
+    assert r.returncode == 0 and "INCOMPLETE: 2 of 5 shards written" in r.stdout and "again to resume" in r.stdout
+
+
 def _interrupt(series, out, after_s: float, wait_for: str):
     env = dict(os.environ)
     p = subprocess.Popen([sys.executable, "-m", "ecm_dask", "run", str(series), "-o", str(out), "--cluster", "local",

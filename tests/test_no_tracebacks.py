@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import ecm_cli, one_line_error
 
+from ecm_dask.errors import ParameterError
 from ecm_dask.pipeline.ingest import resolve_metadata
 from ecm_dask.readers.memory import ArraySource
 from ecm_dask.store.writer import write_series
@@ -112,6 +113,26 @@ def test_info_on_a_series_store_whose_writing_stopped_early(tmp_path):
     zarr.open_array(tmp_path / "b.zarr" / S.INTENSITY, mode="r+", config={"write_empty_chunks": True})[8:24] = 1
     r = _run("info", tmp_path / "b.zarr")
     assert r.returncode == 0 and "INCOMPLETE: 2 of 5 shards written" in r.stdout and "again to resume" in r.stdout
+
+
+def test_a_pool_too_large_for_the_frame_is_refused_before_any_work(tmp_path):
+    """--pool larger than the frame, or leaving one pooled pixel: one line naming --pool and the frame, nothing
+    written; the largest pool that leaves a 2 x 2 map runs (adaptive pooling's halo is wider than that map)."""
+    from ecm_dask.ops.correlation import correlate
+    from ecm_dask.store.series import open_series
+
+    data = np.random.default_rng(3).poisson(20, (200, 12, 12)).astype("uint16")
+    series = _store(tmp_path / "small.zarr", data)
+    run = ("run", series, "--cluster", "threads", "--quiet", "--no-report", "--no-drift")
+    for pool, words in ((16, "--pool 16 is larger than the frame of 12 x 12 pixels"),
+                        (7, "--pool 7 leaves a 1 x 1 map of the frame of 12 x 12 pixels; at most --pool 6")):
+        line = one_line_error(_run(*run, "-o", tmp_path / f"p{pool}.zarr", "--pool", pool))
+        assert words in line, line
+        assert not (tmp_path / f"p{pool}.zarr.stages").exists()
+    with pytest.raises(ParameterError, match="--pool 13 is larger than the frame of 12 x 12"):
+        correlate(open_series(series), pool=13)
+    r = _run(*run, "-o", tmp_path / "p6.zarr", "--pool", 6)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
 
 
 def _interrupt(series, out, after_s: float, wait_for: str):

@@ -62,6 +62,43 @@ def test_a_nan_frame_with_an_automatic_reference(textured, tmp_path):
     assert int((tree.to_dataset().status.values == 0).sum()) > 500
 
 
+def test_a_uniform_series_is_one_line_naming_it(tmp_path):
+    series = _store(tmp_path / "flat.zarr", np.full((100, 32, 32), 100, "uint16"))
+    line = one_line_error(_run("run", series, "-o", tmp_path / "a.zarr", "--cluster", "threads", "--quiet",
+                               "--no-report"))
+    assert "no drift reference" in line and "uniform (100 counts in every pixel" in line
+    assert "--reference-roi" in line and "--no-drift" in line
+
+
+def test_a_dead_pixel_does_not_stop_the_automatic_reference(textured, tmp_path):
+    """A pixel NaN in every frame (dead, masked) where the reference would be suggested: another region is
+    suggested, the dead pixel in its margin is filled, the frames are registered (not all left out)."""
+    import xarray as xr
+
+    from ecm_dask.kernels.drift import suggest_reference
+    from ecm_dask.pipeline.drift import suggest_roi
+    from ecm_dask.store.series import open_series
+
+    y0, y1, x0, x1 = suggest_roi(open_series(textured))
+    yd, xd = (y0 + y1) // 2, (x0 + x1) // 2
+    data = open_series(textured).intensity.values
+    data[:, yd, xd] = np.nan
+    dead = _store(tmp_path / "dead.zarr", data)
+    r = _run("run", dead, "-o", tmp_path / "r.zarr", "--cluster", "threads", "--quiet", "--no-report",
+             "--bad-frames", "40-41")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    drift = xr.open_datatree(tmp_path / "r.zarr", engine="zarr")["drift"].to_dataset()
+    a0, a1, b0, b1 = drift.attrs["reference_roi_px"]
+    assert not (a0 <= yd < a1 and b0 <= xd < b1)
+    assert drift.attrs["nonfinite_frames"] == [40, 41] and int(drift.outlier.sum()) < 10
+    assert np.isfinite(drift["shift"].values).all()
+    mean = np.ones((20, 20))
+    mean[5:15, 5:15] = 2.0
+    mean[10, 10] = np.nan
+    ry0, ry1, rx0, rx1 = suggest_reference(mean, mean, size=(8, 8))
+    assert not (ry0 <= 10 < ry1 and rx0 <= 10 < rx1)
+
+
 def test_info_on_an_interrupted_ingest_and_on_results(textured, tmp_path):
     import dask
 

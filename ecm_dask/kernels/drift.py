@@ -485,7 +485,8 @@ def suggest_reference(mean_image, var_image, *, size=(48, 48),
     Parameters
     ----------
     mean_image, var_image : (ny, nx) array_like
-        Temporal mean and variance of the series (counts), e.g. over the first frames.
+        Temporal mean and variance of the series (counts), e.g. over the first frames.  NaN marks a pixel
+        without data (dead, masked): no window holding one is suggested.
     size : int or (int, int)
         Window size ``(h, w)``; must fit in the image.
     min_mean : float, optional
@@ -522,8 +523,9 @@ def suggest_reference(mean_image, var_image, *, size=(48, 48),
         raise ValueError(f"size {(h, w)} is larger than the image {m.shape}")
     if min_mean is not None and not np.isfinite(min_mean):
         raise ValueError(f"min_mean must be a finite number, got {min_mean!r}")
-    m = np.nan_to_num(m, nan=0.0)
-    v = np.nan_to_num(v, nan=0.0)
+    unusable = ~(np.isfinite(m) & np.isfinite(v))  # a pixel without data (NaN) cannot be registered
+    m = np.where(unusable, 0.0, m)
+    v = np.where(unusable, 0.0, v)
     # uniform_filter is centred: for even sizes the centre is at index size // 2 of the window
     mean_w = ndimage.uniform_filter(m, size=(h, w), mode="constant")
     sq_w = ndimage.uniform_filter(m * m, size=(h, w), mode="constant")
@@ -534,12 +536,16 @@ def suggest_reference(mean_image, var_image, *, size=(48, 48),
     score = np.where(mean_w > 0, mean_w * std_w / np.sqrt(np.maximum(fano, floor)), -np.inf)
     if min_mean is not None:
         score = np.where(mean_w >= min_mean, score, -np.inf)
+    if unusable.any():  # no window holding one
+        score = np.where(ndimage.uniform_filter(unusable.astype(np.float64), size=(h, w), mode="constant") > 1e-9,
+                         -np.inf, score)
     # only windows fully inside the image: centre index c of window starting at y0 is y0 + h // 2
     cy = np.arange(h // 2, ny - h + h // 2 + 1)
     cx = np.arange(w // 2, nx - w + w // 2 + 1)
     valid = score[np.ix_(cy, cx)]
     if not np.isfinite(valid).any():
-        raise ValueError("no window satisfies min_mean (or the mean image is not positive anywhere)")
+        raise ValueError("no window satisfies min_mean (or the mean image is not positive anywhere"
+                         + (", or every window holds a pixel without data (NaN)" if unusable.any() else "") + ")")
     iy, ix = np.unravel_index(int(np.argmax(valid)), valid.shape)
     y0, x0 = int(cy[iy] - h // 2), int(cx[ix] - w // 2)
     return y0, y0 + h, x0, x0 + w

@@ -253,6 +253,20 @@ def _check_mask(mask, n_t: int) -> None:
         raise ParameterError(f"bad_frames leaves {int(mask.sum())} of {n_t} frames; a correlation needs at least 2")
 
 
+def check_pool(pool, ny: int, nx: int) -> None:
+    """Refuse, naming ``--pool`` and the frame size, a pooling ``k`` that is not a whole number >= 1 or that leaves
+    less than a 2 x 2 map of the ``ny x nx`` frame (one pooled pixel has no map, no neighbours, no pixel size)."""
+    whole = isinstance(pool, (int, np.integer)) or isinstance(pool, float) and pool.is_integer()
+    if isinstance(pool, bool) or not whole or pool < 1:
+        raise ParameterError(f"pool (--pool) must be a whole number >= 1, got {pool!r}")
+    pool = int(pool)
+    if pool > min(ny, nx):
+        raise ParameterError(f"--pool {pool} is larger than the frame of {ny} x {nx} pixels")
+    if min(ny, nx) // pool < 2:
+        raise ParameterError(f"--pool {pool} leaves a {ny // pool} x {nx // pool} map of the frame of {ny} x {nx} "
+                             f"pixels; at most --pool {max(1, min(ny, nx) // 2)} on this frame")
+
+
 def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, max_lag: float | None = None,
               normalization: str = "symmetric", bad_frames=None, shifts=None, shift_mode: str = "integer",
               saturation: float | None = None, pool: int = 1, pool_mode: str = "average",
@@ -283,8 +297,7 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
 
     intensity, frame_time = _as_intensity(series)
     n_t, ny, nx = intensity.shape
-    if pool < 1 or int(pool) != pool:
-        raise ParameterError(f"pool must be a whole number >= 1, got {pool}")
+    check_pool(pool, ny, nx)
     if pool_mode not in ("average", "sum"):
         raise ParameterError(f"pool_mode must be 'average' or 'sum', got {pool_mode!r}")
     max_lag_frames = default_max_lag(n_t) if max_lag is None else int(math.floor(max_lag / frame_time + 1e-9))

@@ -7,6 +7,8 @@ Shifts follow the convention of :mod:`ecm_dask.kernels.shift`: frame ``t`` shows
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import schema as S
@@ -58,6 +60,14 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
     ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
     frames = np.asarray(intensity.isel({S.Y: slice(ya, yb), S.X: slice(xa, xb)}).values, dtype=np.float64)
+    # a pixel without data in most frames (dead or masked) would leave every frame out: in each frame it takes
+    # the mean of the frame's other pixels in the window (a flat spot; the window's texture does the registering)
+    dead = (~np.isfinite(frames)).mean(axis=0) > 0.5
+    if dead.any() and not dead.all():
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a frame without data: stays NaN, left out below
+            fill = np.nanmean(np.where(dead, np.nan, frames), axis=(1, 2))
+        frames[:, dead] = fill[:, None]
     # frames with NaN/inf in the reference window (a dropped or blanked frame) cannot be registered: they are
     # left out, their shift interpolated and flagged as outliers, and named in the attributes
     finite = np.isfinite(frames).all(axis=(1, 2))
@@ -107,5 +117,6 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     ds.attrs.update({"reference_roi_px": [y0, y1, x0, x1], "margin_px": m, "reference": reference,
                      "upsample": int(upsample), "window": str(window), "max_shift_px": max_shift,
                      "smooth_frames": int(smooth), "n_outliers": int(outliers.sum()),
-                     "nonfinite_frames": [int(t) for t in nonfinite[:1000]]})
+                     "nonfinite_frames": [int(t) for t in nonfinite[:1000]],
+                     "dead_pixels_in_window": int(dead.sum()) if not dead.all() else 0})
     return ds

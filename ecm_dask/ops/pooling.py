@@ -37,12 +37,15 @@ def _pool_dask(data, log_tau, labels, radius: int, tol: float):
     import dask.array as da
 
     r = int(radius)
-    g_o = da.overlap.overlap(data, depth={0: r, 1: r, 2: 0}, boundary="none")
-    lt_o = da.overlap.overlap(log_tau, depth={0: r, 1: r, 2: 0}, boundary="none")
-    lab_o = da.overlap.overlap(labels, depth={0: r, 1: r, 2: 0}, boundary="none")
+    # a halo of at most the map's size less one pixel already holds every neighbour (dask refuses a deeper one:
+    # a map smaller than the radius, e.g. after --pool)
+    depth = {0: min(r, max(data.shape[0] - 1, 0)), 1: min(r, max(data.shape[1] - 1, 0)), 2: 0}
+    g_o = da.overlap.overlap(data, depth=depth, boundary="none")
+    lt_o = da.overlap.overlap(log_tau, depth=depth, boundary="none")
+    lab_o = da.overlap.overlap(labels, depth=depth, boundary="none")
     out = da.map_blocks(_pool_block, g_o, lt_o, lab_o, radius=r, tol=float(tol), dtype=np.float64,
                         chunks=(g_o.chunks[0], g_o.chunks[1], (data.shape[2] + 1,)))
-    return da.overlap.trim_internal(out, {0: r, 1: r, 2: 0}, boundary="none")
+    return da.overlap.trim_internal(out, depth, boundary="none")
 
 
 def _as_block_map(values, data, dtype):

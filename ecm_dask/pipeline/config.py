@@ -212,8 +212,9 @@ class G2Config:
                 raise ParameterError(f"--max-lag {self.max_lag:g} s is {frames} frames of {frame_time:g} s; it must be "
                                      f"between 1 and {n_frames - 1} frames ({frame_time:g} to "
                                      f"{(n_frames - 1) * frame_time:g} s)")
-        if self.pool > min(ny, nx):
-            raise ParameterError(f"--pool {self.pool} is larger than the frame of {ny} x {nx} pixels")
+        from ..ops.correlation import check_pool
+
+        check_pool(self.pool, ny, nx)  # not larger than the frame, at least a 2 x 2 map
 
     def kwargs(self, n_frames: int) -> dict[str, Any]:
         """Keyword arguments of :func:`ecm_dask.ops.correlate` (bad frames as a boolean mask)."""

@@ -37,6 +37,11 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
         if head.dtype.kind == "f":  # NaN frames are skipped
             head = head.astype(np.float32, copy=False)
             mean, var = np.nanmean(head, axis=0), np.nanvar(head, axis=0)
+            # a pixel NaN/inf in a frame that has data elsewhere (a dead or masked pixel) would leave the frame
+            # out of the registration: never in the reference (NaN marks it for suggest_reference)
+            bad = ~np.isfinite(head)
+            holes = bad[~bad.all(axis=(1, 2))].any(axis=0)
+            mean[holes] = np.nan
         else:
             mean = head.mean(axis=0, dtype=np.float32)
             var = np.square(head - mean, dtype=np.float32).mean(axis=0, dtype=np.float32)
@@ -44,6 +49,11 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
         raise ParameterError(f"no drift reference can be found: the first {n} frames are "
                              f"{'all NaN' if not np.isfinite(mean).any() else 'dark (no positive counts)'}; give a "
                              "reference with --reference-roi Y0:Y1,X0:X1 or run without drift correction (--no-drift)")
+    finite = mean[np.isfinite(mean)]
+    if finite.size and finite.min() == finite.max():
+        raise ParameterError(f"no drift reference can be found: the first {n} frames are uniform ({finite[0]:g} counts "
+                             "in every pixel, nothing to register); give a reference with --reference-roi Y0:Y1,X0:X1 "
+                             "or run without drift correction (--no-drift)")
     try:
         return suggest_reference(mean, var, size=size)
     except ValueError as err:
@@ -71,7 +81,13 @@ def run_drift(series_path: str | os.PathLike, output: str | os.PathLike, *, roi=
     suggested = roi is None
     if suggested:
         roi = suggest_roi(ds)
-    drift = estimate_drift(ds, roi, **options)
+    try:
+        drift = estimate_drift(ds, roi, **options)
+    except ParameterError as err:  # the region was chosen here, not by the user: say so and what to do
+        if not suggested:
+            raise
+        raise ParameterError(f"the drift reference suggested automatically cannot be used: {err} (give a reference "
+                             "with --reference-roi Y0:Y1,X0:X1 or run without drift correction: --no-drift)") from None
     drift.attrs["reference_roi_suggested"] = suggested
     drift.attrs["series"] = os.path.abspath(series_path)
     path = write_dataset(drift, output, overwrite=overwrite, progress=progress, label=f"drift -> {output}")

@@ -37,14 +37,14 @@ def store_kind(path: str | os.PathLike) -> str:
     ``results`` (``ecm-dask run``), ``zarr`` (another Zarr store, e.g. a stage checkpoint) or ``absent``."""
     import json
 
-    from .blocks import PARTIAL
+    from .blocks import PARTIAL, partial_path
 
     path = Path(path)
     if path.name.endswith(PARTIAL) and SS.store_key(path) is not None:
         return "interrupted"
     state = SS.store_state(path)
-    if state == SS.ABSENT:
-        return "interrupted" if SS.interrupted(path) is not None else "absent"
+    if state == SS.ABSENT:  # an ingest interrupted (even while creating its .partial) writes <path>.partial
+        return "interrupted" if SS.store_key(partial_path(path)) is not None else "absent"
     if state in (SS.COMPLETE, SS.INCOMPLETE):
         return "series"
     try:
@@ -54,11 +54,28 @@ def store_kind(path: str | os.PathLike) -> str:
     return "results" if S.ATTR_RUN_FINGERPRINT in attrs else "zarr"
 
 
+def shards_written(path: str | os.PathLike, attrs: dict) -> tuple[int, int]:
+    """``(time shards written, time shards in all)`` of a series store being written at ``path``: from its
+    progress ticks, else (interrupted before they were made, or written without them) from the shard files."""
+    import math
+
+    from .blocks import progress
+
+    done = progress(path)
+    if done is not None:
+        return done
+    n, shard = (attrs.get(SS.ATTR_LAYOUT) or {}).get("shape"), (attrs.get(SS.ATTR_LAYOUT) or {}).get("shard")
+    total = math.ceil(n[0] / shard[0]) if n and shard else 0
+    folder = Path(path) / S.INTENSITY / "c"
+    written = sum(1 for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else 0
+    return min(written, total) if total else written, total
+
+
 def describe_interrupted(path: str | os.PathLike) -> str:
     """An interrupted ingest: what it was writing, how far it got, how to resume (metadata only)."""
     import json
 
-    from .blocks import PARTIAL, partial_path, progress
+    from .blocks import PARTIAL, partial_path
 
     path = Path(path)
     partial = path if path.name.endswith(PARTIAL) else partial_path(path)
@@ -69,7 +86,7 @@ def describe_interrupted(path: str | os.PathLike) -> str:
     except (OSError, ValueError) as err:
         raise StoreError(f"{partial}: an interrupted ingest whose metadata cannot be read ({err}); run the ingest "
                          "again with --overwrite") from None
-    done = progress(partial) or (0, 0)
+    done = shards_written(partial, attrs)
     n, ny, nx = meta.get("shape", ("?", "?", "?"))
     src = attrs.get(S.ATTR_SOURCE) or []
     src = [src] if isinstance(src, str) else src
@@ -123,8 +140,13 @@ def describe(path: str | os.PathLike) -> str:
     enc = da.encoding
     used = disk_usage(path)
     temp = a.get(S.ATTR_TEMPERATURE)
+    if state == SS.COMPLETE:
+        status = "complete"
+    else:
+        written, total = shards_written(path, a)
+        status = f"INCOMPLETE: {written} of {total} shards written; run the ingest again to resume"
     lines = [
-        f"{path}  ({'complete' if state == SS.COMPLETE else 'INCOMPLETE: run the ingest again to resume'})",
+        f"{path}  ({status})",
         f"  intensity  (time: {n}, y: {ny}, x: {nx})  {da.dtype}",
         f"  duration   {n * ft:g} s = {n} frames x {ft:g} s",
         f"  field      {ny * px:.4g} x {nx * px:.4g} nm  ({px:g} nm/pixel)",

@@ -3,11 +3,17 @@
 Run:  .venv/bin/python benchmarks/bench_g2.py kernel      [--frames 4096 16384] [--pixels 64]
       .venv/bin/python benchmarks/bench_g2.py pipeline    [--sizes 1000x512 4000x512 4000x1024]
                                                           [--workers 2 --memory-limit 1GiB]
+      .venv/bin/python benchmarks/bench_g2.py read        [--frames 4000 --side 640 --block 128]
 
 kernel: one thread, 64x64 pixels of Poisson counts (uint16), log-binned g2 (8 points per octave, lags up
 to T/2), side by side in one run: a per-pixel Python loop (as in published ECM code; run on a subset and
 extrapolated), a vectorised scipy rfft g2 over all pixels, and ecm_dask's multi-tau and fft kernels.
 Prints pixel-frames per CPU-second, ratios, and peak extra memory (tracemalloc) relative to the block.
+
+read: one thread reads (time, block, block) pixel blocks of a series store (random counts written by ecm_dask's
+writer) over all frames, as the g2 stage does: zarr's own selection against ecm_dask's shard reader (same bytes,
+same checksums), without drift and with a drift-like halo (each shard of frames read 10 px further on one
+side); prints seconds per block and GB/s of block, and checks both give the same array.
 
 pipeline: writes a series store of random counts (fast generator, not the synthetic wire) and runs
 correlate() -> to_zarr on a LocalCluster of N single-threaded workers with a memory limit; prints wall
@@ -189,7 +195,47 @@ def pipeline(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def main():
+def read(args):
+    import zarr
+
+    from ecm_dask.ops.g2plan import Read
+    from ecm_dask.pipeline.ingest import resolve_metadata
+    from ecm_dask.store.region import read_region
+    from ecm_dask.store.writer import write_series
+
+    tmp = tempfile.mkdtemp(dir=os.environ.get("ECM_BENCH_TMP"))
+    try:
+        shape = (args.frames, args.side, args.side)
+        src = _RandomCounts(shape)
+        path = os.path.join(tmp, "s.zarr")
+        write_series(src, path, resolve_metadata(src), progress=False)
+        arr = zarr.open_array(os.path.join(path, "intensity"), mode="r")
+        b, n_t = args.block, args.frames
+        print(f"read {n_t} x {b} x {b} uint16 blocks ({n_t * b * b * 2 / 2**20:.0f} MiB) of a {shape} store, inner "
+              f"chunks {arr.shards and arr.chunks}, one thread")
+        corners = [(y, x) for y in range(0, args.side - b - 10, b) for x in range(0, args.side - b - 10, b)][:6]
+        for halo in (0, 10):
+            t_zarr, t_fast = [], []
+            for y0, x0 in corners:
+                reads = [Read(0, n_t, y0, y0 + b + halo, x0, x0 + b + halo)]
+                out = np.empty((n_t, b + halo, b + halo), np.uint16)
+                t = time.perf_counter()
+                ref = arr[:, y0:y0 + b + halo, x0:x0 + b + halo]
+                t_zarr.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                read_region(path, reads, out.shape, (y0, x0), out=out)
+                t_fast.append(time.perf_counter() - t)
+                assert np.array_equal(out, ref)
+            gb = n_t * b * b * 2 / 1e9
+            print(f"  {'no drift' if not halo else f'halo {halo} px':>10}: zarr {np.median(t_zarr):.3f} s/block "
+                  f"({gb / np.median(t_zarr):.2f} GB/s), ecm_dask shard reader {np.median(t_fast):.3f} s/block "
+                  f"({gb / np.median(t_fast):.2f} GB/s): {np.median(t_zarr) / np.median(t_fast):.1f}x "
+                  f"(median of {len(corners)} blocks)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     k = sub.add_parser("kernel")
@@ -199,8 +245,12 @@ def main():
     p.add_argument("--sizes", nargs="+", default=["1000x512", "4000x512", "4400x1024"])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--memory-limit", default="1GiB")
-    args = ap.parse_args()
-    kernel(args) if args.what == "kernel" else pipeline(args)
+    r = sub.add_parser("read")
+    r.add_argument("--frames", type=int, default=4000)
+    r.add_argument("--side", type=int, default=640)
+    r.add_argument("--block", type=int, default=128)
+    args = ap.parse_args(argv)
+    {"kernel": kernel, "pipeline": pipeline, "read": read}[args.what](args)
 
 
 if __name__ == "__main__":

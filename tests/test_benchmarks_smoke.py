@@ -48,3 +48,12 @@ def test_outofcore_toy(tmp_path, bench_path):
     (peak,) = run["peak_worker_rss_mib"].values()
     assert 50 < peak < 1000
     assert json.loads((tmp_path / "bench_outofcore.json").read_text())["sizes"][0]["px_frames_per_s"] > 0
+
+
+def test_read_toy(bench_path, capsys):
+    """zarr and the shard reader give the same blocks (asserted inside) and both are timed."""
+    import bench_g2
+
+    bench_g2.main(["read", "--frames", "100", "--side", "160", "--block", "32"])
+    out = capsys.readouterr().out
+    assert "no drift: zarr" in out and "halo 10 px: zarr" in out and "shard reader" in out

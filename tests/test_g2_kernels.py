@@ -258,6 +258,53 @@ def test_the_tiled_transpose_equals_a_direct_masked_copy(dtype):
             w[1] = 0.0
             x[1, 4] = np.nan
         buf = np.full((10, n_t), -1.0)
-        load_chunk(x, 5, 15, w, buf)
+        zero = np.zeros(n_t, dtype=np.int64)
+        load_chunk(x[:, None, :], zero, zero, 21, 5, 15, w, buf)
         expected = np.where(w[:, None] != 0, x[:, 5:15].astype(np.float64), 0.0).T
         np.testing.assert_array_equal(buf, expected)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_the_gather_through_per_frame_offsets_equals_fancy_indexing(dtype):
+    """load_chunk with per-frame offsets = the registered pixels picked one by one, for chunks that wrap over
+    several rows of the output grid and start mid-row."""
+    from ecm_dask.kernels._multitau import load_chunk
+
+    rng = np.random.default_rng(4)
+    ny, nx = 5, 7
+    for n_t in (3, 8, 29):
+        x = rng.integers(0, 500, (n_t, ny + 4, nx + 6)).astype(dtype)
+        oy = rng.integers(0, 5, n_t).astype(np.int64)
+        ox = rng.integers(0, 7, n_t).astype(np.int64)
+        w = (rng.random(n_t) > 0.2).astype(np.float64)
+        t, y, xx = np.meshgrid(np.arange(n_t), np.arange(ny), np.arange(nx), indexing="ij")
+        reg = x[t, oy[t] + y, ox[t] + xx].reshape(n_t, -1)  # (T, ny * nx) registered pixels
+        for p0, p1 in ((0, 35), (3, 20), (13, 14), (6, 29)):
+            buf = np.full((p1 - p0, n_t), -1.0)
+            load_chunk(x, oy, ox, nx, p0, p1, w, buf)
+            expected = np.where(w[:, None] != 0, reg[:, p0:p1].astype(np.float64), 0.0).T
+            np.testing.assert_array_equal(buf, expected)
+
+
+def test_g2_region_equals_g2_of_the_registered_copy():
+    """g2_region (drift undone while loading) = g2 of the block registered by shift_block, bit for bit, with a
+    frame mask; offsets that leave the region are refused."""
+    from ecm_dask.kernels.g2 import g2, g2_region
+    from ecm_dask.kernels.shift import shift_block
+
+    rng = np.random.default_rng(5)
+    n_t, by, bx, h = 300, 12, 10, 3
+    region = rng.poisson(30.0, (n_t, by + 2 * h, bx + 2 * h)).astype(np.uint16)
+    shifts = np.cumsum(rng.normal(0, 0.3, (n_t, 2)), axis=0).clip(-h, h)
+    mask = np.ones(n_t, dtype=bool)
+    mask[[10, 11, 200]] = False
+    registered = shift_block(region.astype(np.float32), shifts, (h, h))
+    ref = g2(registered, axis=0, frame_mask=mask, saturation=65535.0)
+    offsets = np.floor(shifts + 0.5).astype(np.int64) + h
+    got = g2_region(region, (by, bx), offsets, frame_mask=mask)
+    np.testing.assert_array_equal(got.g2, ref.g2)
+    np.testing.assert_array_equal(got.g2_lag0, ref.g2_lag0)
+    np.testing.assert_array_equal(got.status, ref.status)
+    np.testing.assert_array_equal(got.pairs, ref.pairs)
+    with pytest.raises(ValueError, match="does not fit"):
+        g2_region(region, (by, bx), offsets + h + 1)

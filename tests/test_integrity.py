@@ -67,7 +67,13 @@ def test_a_missing_empty_or_truncated_shard_is_named_with_its_frames_at_open(sto
 
 
 def test_flipped_bytes_inside_a_chunk_are_caught_on_read_naming_the_shard(store):
-    from ecm_dask.ops.correlation import _read_region
+    from ecm_dask.ops.g2plan import Read
+    from ecm_dask.store.region import read_region
+
+    def _read_region(path, y0, y1, x0, x1, out=None):  # the g2 stage's read of a pixel block (decoded in place)
+        shape = (data.shape[0], y1 - y0, x1 - x0)
+        return read_region(path, [Read(0, shape[0], y0, y1, x0, x1)], shape, (y0, x0),
+                           out=np.empty(shape, data.dtype) if out is None else out)
 
     path, data = store
     f = _shard(path, 1)
@@ -76,9 +82,9 @@ def test_flipped_bytes_inside_a_chunk_are_caught_on_read_naming_the_shard(store)
     f.write_bytes(bytes(raw))
     SS.open_series(path)  # the files are all there: open is cheap and says nothing
     with pytest.raises(StoreError) as err:
-        _read_region(str(path), 0, 16, 0, 16, (0, 0))  # the g2 stage's read of a pixel block
+        _read_region(str(path), 0, 16, 0, 16)
     assert str(f) in str(err.value) and "frames 50..99" in str(err.value) and "damaged" in str(err.value)
-    np.testing.assert_array_equal(_read_region(str(path), 0, 24, 16, 32, (0, 0)), data[:, :, 16:])  # intact tiles
+    np.testing.assert_array_equal(_read_region(str(path), 0, 24, 16, 32), data[:, :, 16:])  # intact tiles
     problems = I.verify(path)
     assert len(problems) == 1 and str(f) in problems[0] and "checksum" in problems[0]
 

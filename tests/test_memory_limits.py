@@ -25,8 +25,10 @@ def series(tmp_path_factory):
 
 def test_the_block_plan_follows_block_size_drift_and_tiles(series):
     ds = open_series(series)
-    plan = plan_run(RunConfig.build(series), ds)  # drift: float32 blocks; 160 MiB fits the whole 64 x 128 frame
-    assert plan.block == (64, 128) and plan.block_bytes == 1000 * 64 * 128 * 4 and plan.n_blocks == 1
+    plan = plan_run(RunConfig.build(series), ds)  # drift in whole pixels: gathered from the stored uint16
+    assert plan.block == (64, 128) and plan.block_bytes == 1000 * 64 * 128 * 2 and plan.n_blocks == 1
+    blended = plan_run(RunConfig.build(series, g2_options={"shift_mode": "bilinear"}), ds)  # a float32 copy
+    assert blended.block == (64, 128) and blended.block_bytes == 1000 * 64 * 128 * 4
     small = plan_run(RunConfig.build(series, drift=False, g2_options={"block_bytes": 1 << 20}), ds)
     assert small.block == (64, 64) and small.block_bytes == 1000 * 64 * 64 * 2 and small.n_blocks == 2
     assert small.smallest_block_bytes == small.block_bytes  # one store tile over all frames is the floor

@@ -152,15 +152,17 @@ def _level_weights(w: np.ndarray, lags: MultiTauLags):
     return pairs, w_first, w_last, np.asarray(w_tot)
 
 
-def _multitau_block(xt: np.ndarray, w: np.ndarray, lags: MultiTauLags, normalization: str,
-                    saturation: float | None):
-    """Multi-tau g2 of a time-major block ``xt (T, P)``.
+def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[int, int], w: np.ndarray,
+                    lags: MultiTauLags, normalization: str, saturation: float | None):
+    """Multi-tau g2 of the ``grid = (ny, nx)`` pixels gathered from ``x (T, ry, rx)`` at per-frame offsets ``oy, ox``
+    (see :func:`ecm_dask.kernels._multitau.load_chunk`; bounds checked by the caller).
 
-    Returns g2 (P, n_ch), g2 at lag 0 (P,), pairs (n_ch,), status (P,), mean (P,).
+    Returns g2 (P, n_ch), g2 at lag 0 (P,), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.
     """
     from ._multitau import driver_for, load_chunk
 
-    n_t, n_p = xt.shape
+    n_t = x.shape[0]
+    n_p = grid[0] * grid[1]
     n_ch = lags.lag.size
     if n_p == 0:
         return np.empty((0, n_ch)), np.empty(0), _level_weights(w, lags)[0], np.empty(0, np.uint8), np.empty(0)
@@ -180,7 +182,7 @@ def _multitau_block(xt: np.ndarray, w: np.ndarray, lags: MultiTauLags, normaliza
     for p0 in range(0, n_p, chunk):
         p1 = min(n_p, p0 + chunk)
         n = p1 - p0
-        load_chunk(xt, p0, p1, w, buf)
+        load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
         num[:] = 0.0
         driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
         tot0, sum2 = total[:n, 0], num[:n, 0, 0]
@@ -294,7 +296,9 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
         xt = np.moveaxis(arr, axis, 0).reshape(n_t, -1)  # a view for C-ordered time-major blocks
         if not xt.flags.c_contiguous:
             xt = np.ascontiguousarray(xt)
-        vals, vals0, pairs, status, mean = _multitau_block(xt, w, grid, normalization, saturation)
+        zero = np.zeros(n_t, dtype=np.int64)
+        vals, vals0, pairs, status, mean = _multitau_block(xt[:, None, :], zero, zero, (1, xt.shape[1]), w, grid,
+                                                           normalization, saturation)
         ok = status == PIXEL_OK
     else:
         grid = log_lag_bins(n_t, points_per_octave, max_lag)
@@ -312,6 +316,11 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
             if ok.any():
                 full[ok], full0[ok] = vals, vals0
             vals, vals0 = full, full0
+    return _result(vals, vals0, lag, pairs, mean, status, pix_shape)
+
+
+def _result(vals, vals0, lag, pairs, mean, status, pix_shape) -> G2Result:
+    """float32 g2 and lag 0, NaN where the pixel is not ok; unrepresentable values flagged non-finite."""
     ok = status == PIXEL_OK
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.where(ok[:, None], vals, np.nan).astype(np.float32)
@@ -325,3 +334,48 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
     return G2Result(g2=out.reshape(*pix_shape, lag.size), g2_lag0=lag0.reshape(pix_shape), lag=np.asarray(lag),
                     pairs=np.asarray(pairs, dtype=np.float64), mean=mean.reshape(pix_shape),
                     status=status.reshape(pix_shape))
+
+
+def g2_region(region, shape: tuple[int, int], offsets=None, *, points_per_octave: int = 8,
+              max_lag: int | None = None, normalization: str = "symmetric", frame_mask=None,
+              saturation: float | None = None) -> G2Result:
+    """Multi-tau g2 of a ``shape = (ny, nx)`` pixel grid read from a region of frames through per-frame offsets.
+
+    Pixel ``(y, x)`` of frame ``t`` is ``region[t, offsets[t, 0] + y, offsets[t, 1] + x]``: with the offsets of a
+    block's halo plus each frame's whole-pixel drift, this is the g2 of the registered block, computed without
+    making a registered copy (the kernel gathers the pixels while it loads them).  The same numbers as
+    :func:`g2` of the registered block (method ``"multitau"``).
+
+    Parameters
+    ----------
+    region : (T, ry, rx) array of counts (any integer or float dtype)
+    shape : (ny, nx) of the output grid
+    offsets : (T, 2) integers, each frame's (row, column) of the grid's pixel (0, 0) in the region (default 0)
+    points_per_octave, max_lag, normalization, frame_mask, saturation : as :func:`g2`
+
+    Returns
+    -------
+    G2Result with pixel arrays of ``shape``.
+    """
+    region = np.asarray(region)
+    if region.ndim != 3:
+        raise ValueError(f"region must be (time, y, x), got shape {region.shape}")
+    n_t, ry, rx = region.shape
+    ny, nx = (int(v) for v in shape)
+    if offsets is None:
+        offsets = np.zeros((n_t, 2), dtype=np.int64)
+    off = np.asarray(offsets)
+    if off.shape != (n_t, 2) or not np.issubdtype(off.dtype, np.integer):
+        raise ValueError(f"offsets must be integers of shape ({n_t}, 2), got {off.dtype} {off.shape}")
+    oy, ox = np.ascontiguousarray(off[:, 0], dtype=np.int64), np.ascontiguousarray(off[:, 1], dtype=np.int64)
+    if n_t and (ny < 0 or nx < 0 or oy.min() < 0 or ox.min() < 0 or oy.max() + ny > ry or ox.max() + nx > rx):
+        raise ValueError(f"a {ny} x {nx} grid at offsets y {oy.min()}..{oy.max()}, x {ox.min()}..{ox.max()} does not "
+                         f"fit the {ry} x {rx} region")
+    if region.strides[-1] != region.itemsize:
+        region = np.ascontiguousarray(region)
+    w = _validate("multitau", normalization, frame_mask, n_t)
+    if saturation is None and np.issubdtype(region.dtype, np.integer):
+        saturation = float(np.iinfo(region.dtype).max)
+    grid = multitau_lags(n_t, points_per_octave, max_lag)
+    vals, vals0, pairs, status, mean = _multitau_block(region, oy, ox, (ny, nx), w, grid, normalization, saturation)
+    return _result(vals, vals0, grid.lag.astype(np.float64), pairs, mean, status, (ny, nx))

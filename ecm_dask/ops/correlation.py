@@ -24,10 +24,9 @@ from .. import schema as S
 from ..errors import ParameterError
 from ..kernels import g2 as K
 from ..kernels.lags import default_max_lag
-from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block, source_offsets
+from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
+from .g2plan import BLOCK_BYTES, G2Plan, block_tiles, plan_g2  # noqa: F401 - block_tiles, BLOCK_BYTES re-exported
 
-#: target uncompressed bytes of one (time, y, x) pixel block handed to the g2 kernel
-BLOCK_BYTES = 160 << 20
 #: spatial chunks larger than this (pixels) count as "whole frame" chunking
 MAX_TILE_PIXELS = 256 * 256
 G2_VARS = ("g2", "g2_lag0", "mean_intensity", "status")
@@ -63,117 +62,105 @@ def needs_relayout(data) -> bool:
     return len(data.chunks[0]) > 1 and cy * cx > MAX_TILE_PIXELS
 
 
-def block_tiles(n_frames: int, itemsize: int, tile: tuple[int, int], frame: tuple[int, int],
-                block_bytes: int = BLOCK_BYTES) -> tuple[int, int]:
-    """Spatial size of a g2 block: whole store tiles, as many as fit ``block_bytes`` over all frames."""
-    ty, tx = tile
-    per_tile = max(1, n_frames * ty * tx * itemsize)
-    n = max(1, int(math.isqrt(max(1, block_bytes // per_tile))))
-    return min(frame[0], ty * n), min(frame[1], tx * n)
-
-
 def _g2_block(block, *, method, points_per_octave, max_lag, normalization, frame_mask, saturation):
     """apply_ufunc core: block (..., time) -> g2 (..., lag), lag0, mean, status."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        limits = nullcontext()
-    else:
-        limits = threadpool_limits(limits=1)
     # xarray hands (by, bx, T) views of time-major chunks; the kernel prefers time-major memory
     arr = np.moveaxis(block, -1, 0)
-    with limits:
+    with _one_thread():
         r = K.g2(arr, method=method, points_per_octave=points_per_octave, max_lag=max_lag,
                  normalization=normalization, frame_mask=frame_mask, saturation=saturation, axis=0)
     return r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
 
 
 def store_backed(intensity) -> str | None:
-    """The store path if ``intensity`` is exactly the array of a series store (not subset or modified)."""
+    """The store path if ``intensity`` is exactly the array :func:`~ecm_dask.store.series.open_series` opened (not
+    subset, converted or modified: any of those gives the dask array a new name)."""
     import dask.array as da
-    import zarr
 
-    from ..store.series import ENC_STORE
+    from ..store.series import ENC_DASK_NAME, ENC_STORE
 
-    path = intensity.encoding.get(ENC_STORE)
+    path, name = intensity.encoding.get(ENC_STORE), intensity.encoding.get(ENC_DASK_NAME)
     data = intensity.data
-    if path is None or not isinstance(data, da.Array):
+    if path is None or name is None or not isinstance(data, da.Array) or data.name != name:
         return None
-    if any(not name.startswith(("open_dataset-", "original-open_dataset-")) for name in data.dask.layers):
-        return None
-    try:
-        arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
-    except Exception:  # noqa: BLE001 - moved or deleted store: use the generic path
-        return None
-    return path if tuple(arr.shape) == tuple(data.shape) else None
+    return path if os.path.isdir(os.path.join(path, S.INTENSITY)) else None
 
 
-def _read_region(path, y0, y1, x0, x1, halo, shifts=None, mode="integer"):
-    """All frames of pixels [y0, y1) x [x0, x1) straight from the store, with a NaN-padded halo if asked.
+def _read_region(path, plan: G2Plan, y0, y1, x0, x1, dtype=None, fill=None, out=None):
+    """The region of block ``[y0, y1) x [x0, x1)`` (all frames, plus the plan's halo) read from the store."""
+    from ..store.region import read_region
 
-    With ``shifts``, each run of frames stored together is read only over the rows and columns its shifts
-    reach: drift is slow, so a run needs a few pixels on one side, not the whole halo on every side, and far
-    fewer neighbouring chunks are decoded.  The rest of the halo stays NaN and is never used by the shift.
+    return read_region(path, plan.reads(y0, y1, x0, x1), plan.region_shape(y0, y1, x0, x1),
+                       plan.region_origin(y0, x0), dtype=dtype, fill=fill, out=out)
+
+
+def _direct_block(ys, xs, shifts, *, path, plan, mode, n_out, method, **kw):
+    """One g2 task of the direct path: read the region (+ halo), correlate it with the drift undone, pack.
+
+    ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace.  In
+    whole-pixel mode (and without drift) the region stays in the stored dtype, in this thread's reused buffer, and
+    the multi-tau kernel gathers the registered pixels while it loads them; bilinear shifts (and ``fft``) blend a
+    registered float32 copy first.  Pixels that leave the field of view get NaN and ``PIXEL_OUTSIDE``.
     """
-    import zarr
+    from ..store.region import scratch
 
-    from ..store.integrity import read_checked
-
-    arr = zarr.open_array(os.path.join(path, S.INTENSITY), mode="r")
-    hy, hx = halo
-    if (hy, hx) == (0, 0):
-        return read_checked(arr, (slice(None), slice(y0, y1), slice(x0, x1)), path)
-    n_t, ny, nx = arr.shape
-    out = np.full((n_t, y1 - y0 + 2 * hy, x1 - x0 + 2 * hx), np.nan, dtype=np.float32)
-    if shifts is None:
-        runs = [(0, n_t, (-hy, -hx), (hy, hx))]
-    else:
-        lo, hi = source_offsets(shifts, mode)
-        step = int(arr.chunks[0])
-        runs = [(t0, min(n_t, t0 + step), lo[t0:t0 + step].min(axis=0), hi[t0:t0 + step].max(axis=0))
-                for t0 in range(0, n_t, step)]
-    for t0, t1, (ly, lx), (uy, ux) in runs:
-        ya, yb = max(0, y0 + int(ly)), min(ny, y1 + int(uy))
-        xa, xb = max(0, x0 + int(lx)), min(nx, x1 + int(ux))
-        if ya < yb and xa < xb:
-            out[t0:t1, ya - (y0 - hy):yb - (y0 - hy), xa - (x0 - hx):xb - (x0 - hx)] = read_checked(
-                arr, (slice(t0, t1), slice(ya, yb), slice(xa, xb)), path)
-    return out
-
-
-def _direct_block(ys, xs, shifts, *, path, halo, mode, n_out, **kw):
-    """One g2 task of the direct path: read the region (+ halo), register, correlate, pack the outputs.
-
-    ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace.
-    """
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
     has_shifts = shifts is not None and shifts.size
-    block = _read_region(path, y0, y1, x0, x1, halo, shifts if has_shifts else None, mode)
-    if has_shifts:
-        block = shift_block(block, shifts, halo, mode)
-    g, g0, mean, status = _g2_block(np.moveaxis(block, 0, -1), **kw)
+    shape = plan.region_shape(y0, y1, x0, x1)
+    hy, hx = plan.halo
+    if method == "multitau" and (mode == "integer" or not has_shifts):
+        with _one_thread():
+            region = _read_region(path, plan, y0, y1, x0, x1, out=scratch(shape, _stored_dtype(path)))
+            offsets = np.zeros((shape[0], 2), dtype=np.int64) + (hy, hx)
+            if has_shifts:
+                offsets += np.floor(np.asarray(shifts, dtype=np.float64) + 0.5).astype(np.int64)
+            r = K.g2_region(region, (y1 - y0, x1 - x0), offsets, **kw)
+        g, g0, mean, status = r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
+    else:
+        region = _read_region(path, plan, y0, y1, x0, x1, dtype=np.float32, fill=np.nan)
+        block = shift_block(region, shifts, plan.halo, mode) if has_shifts else region
+        g, g0, mean, status = _g2_block(np.moveaxis(block, 0, -1), method=method, **kw)
     out = np.empty((y1 - y0, x1 - x0, n_out), dtype=np.float32)
     out[..., :-3] = g
     out[..., -3], out[..., -2], out[..., -1] = g0, mean, status
+    if has_shifts:  # pixels whose source leaves the stored frame in some frame
+        cover = coverage(plan.frame, shifts, mode)[y0:y1, x0:x1]
+        out[~cover, :-1] = np.nan
+        out[~cover, -1] = K.PIXEL_OUTSIDE
     return out
 
 
-def _direct(intensity, path, shifts, mode, by, bx, n_lag, kw):
-    """g2, lag0, mean, status as dask arrays, one task per (by, bx) block reading the store itself."""
+def _stored_dtype(path) -> np.dtype:
+    import zarr
+
+    return zarr.open_array(os.path.join(path, S.INTENSITY), mode="r").dtype
+
+
+def _one_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def _direct(intensity, path, plan: G2Plan, shifts, mode, n_lag, kw):
+    """g2, lag0, mean, status as dask arrays, one task per block of ``plan`` reading the store itself."""
     import dask.array as da
 
     n_t, ny, nx = intensity.shape
+    by, bx = plan.block
     ys, xs = da.arange(ny, chunks=by), da.arange(nx, chunks=bx)
     if shifts is None:
-        sh, halo = da.zeros((0, 2), chunks=(0, 2)), (0, 0)
+        sh = da.zeros((0, 2), chunks=(0, 2))
     else:
-        sh, halo = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(n_t, 2)), halo_for(shifts, mode)
+        sh = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(n_t, 2))
     n_out = n_lag + 3
     with warnings.catch_warnings():  # the (y, x) block grid is the point, not a performance problem
         warnings.simplefilter("ignore", da.PerformanceWarning)
         packed = da.blockwise(_direct_block, "yxl", ys, "y", xs, "x", sh, "ta", new_axes={"l": n_out},
                               concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), path=path,
-                              halo=halo, mode=mode, n_out=n_out, **kw)
+                              plan=plan, mode=mode, n_out=n_out, **kw)
     return (packed[..., :n_lag], packed[..., n_lag], packed[..., n_lag + 1],
             packed[..., n_lag + 2].astype(np.uint8))
 
@@ -315,11 +302,12 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     data = intensity
     path = store_backed(intensity) if not (pool > 1 and pool_mode == "sum") else None
     if shifts is not None:
+        if shift_mode not in SHIFT_MODES:
+            raise ValueError(f"shift mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
         if path is None:
             data, cover = register(intensity, shifts, shift_mode)
         else:
-            cover = xr.DataArray(coverage((ny, nx), _shift_array(shifts, n_t), shift_mode), dims=(S.Y, S.X),
-                                 coords={S.Y: intensity[S.Y], S.X: intensity[S.X]})
+            _shift_array(shifts, n_t)  # checked here; each task marks its pixels out of view
     if pool > 1 and pool_mode == "sum":
         data = data.coarsen({S.Y: pool, S.X: pool}, boundary="trim").reduce(np.sum)  # NaN stays NaN
         if saturation is not None:
@@ -331,16 +319,22 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     # blocks: whole store tiles over all frames
     darr = data.data
     tile = (max(darr.chunks[1]), max(darr.chunks[2]))
-    itemsize = 4 if shifts is not None else np.dtype(data.dtype).itemsize  # registered blocks are float32
-    by, bx = block_tiles(n_t, itemsize, tile, data.shape[1:], block_bytes)
     kw = dict(method=method, points_per_octave=points_per_octave, max_lag=max_lag_frames,
               normalization=normalization, frame_mask=mask, saturation=saturation)
     if path is not None:  # one task per block reads its region from the store: no per-chunk tasks or transfers
-        arrays = _direct(intensity, path, shifts, shift_mode, by, bx, lag_frames.size, kw)
+        itemsize = np.dtype(intensity.dtype).itemsize
+        if method != "multitau" and shifts is not None:
+            itemsize = 4  # a registered float32 copy
+        plan = plan_g2(n_t, (ny, nx), tile, itemsize, shard_frames=max(darr.chunks[0]), block_bytes=block_bytes,
+                       shifts=None if shifts is None else _shift_array(shifts, n_t), mode=shift_mode)
+        arrays = _direct(intensity, path, plan, None if shifts is None else _shift_array(shifts, n_t), shift_mode,
+                         lag_frames.size, kw)
         dims = [(S.Y, S.X, S.LAG), (S.Y, S.X), (S.Y, S.X), (S.Y, S.X)]
         coords = {S.Y: intensity[S.Y], S.X: intensity[S.X]}
         g, g0, mean, status = (xr.DataArray(a, dims=d, coords=coords) for a, d in zip(arrays, dims))
     else:
+        itemsize = 4 if shifts is not None else np.dtype(data.dtype).itemsize  # registered blocks are float32
+        by, bx = block_tiles(n_t, itemsize, tile, data.shape[1:], block_bytes)
         data = data.chunk({S.TIME: -1, S.Y: by, S.X: bx})
         g, g0, mean, status = xr.apply_ufunc(
             _g2_block, data, input_core_dims=[[S.TIME]], output_core_dims=[[S.LAG], [], [], []],

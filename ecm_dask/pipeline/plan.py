@@ -5,9 +5,9 @@ finishes (a paused worker waits forever, a restarted one is killed again and aga
 such a limit before any cluster starts and says which limit (or block size) works.
 
 The model (bytes of one task of the g2 stage, the largest of the pipeline):
-``WORKER_BASE + BLOCK_FACTOR * block`` with ``block = frames x block pixels x itemsize`` (float32 when drift is
-undone).  Calibrated with ``benchmarks/bench_task_memory.py`` on a one-worker LocalCluster (distributed's
-MemorySampler, 2000 x 256 x 256 synthetic series): peaks of 354 / 686 / 1082 MiB for blocks of 31 / 281 / 500 MiB,
+``WORKER_BASE + BLOCK_FACTOR * block`` with ``block = frames x block pixels x itemsize`` (the stored dtype; float32
+when drift is undone by blending or for the fft estimator).  Calibrated with ``benchmarks/bench_task_memory.py`` on
+a one-worker LocalCluster (distributed's MemorySampler, 2000 x 256 x 256 synthetic series): peaks of 354 / 686 / 1082 MiB for blocks of 31 / 281 / 500 MiB,
 i.e. ~300 MiB of worker, imports, compiled kernels and the other stages, plus ~1.6x the block (the block, its
 registered copy, the kernel's work); the model gives 350 / 750 / 1100 MiB.
 """
@@ -53,17 +53,21 @@ def plan_run(config, ds) -> Plan:
     import numpy as np
 
     from .. import schema as S
-    from ..ops.correlation import block_tiles
+    from ..ops.g2plan import plan_g2
 
     da = ds[S.INTENSITY]
     n_t, ny, nx = (int(s) for s in da.shape)
     chunks = da.encoding.get("chunks") or (n_t, min(64, ny), min(64, nx))
     tile = (int(chunks[1]), int(chunks[2]))
-    itemsize = 4 if config.drift else np.dtype(da.dtype).itemsize  # registered blocks are float32
-    by, bx = block_tiles(n_t, itemsize, tile, (ny, nx), config.g2.block_bytes)
-    n_blocks = math.ceil(ny / by) * math.ceil(nx / bx)
+    g = config.g2
+    itemsize = np.dtype(da.dtype).itemsize
+    # a registered float32 copy is made for blended (bilinear) shifts, fft, and pooled sums; whole-pixel shifts are
+    # gathered by the multi-tau kernel from the stored dtype
+    if config.drift and (g.shift_mode != "integer" or g.method != "multitau" or (g.pool > 1 and g.pool_mode == "sum")):
+        itemsize = 4
+    plan = plan_g2(n_t, (ny, nx), tile, itemsize, shard_frames=int(chunks[0]), block_bytes=g.block_bytes)
     smallest = n_t * min(tile[0], ny) * min(tile[1], nx) * itemsize
-    return Plan(n_frames=n_t, block=(by, bx), block_bytes=n_t * by * bx * itemsize, n_blocks=n_blocks,
+    return Plan(n_frames=n_t, block=plan.block, block_bytes=plan.block_bytes, n_blocks=plan.n_blocks,
                 smallest_block_bytes=smallest)
 
 

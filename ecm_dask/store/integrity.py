@@ -275,12 +275,18 @@ def _stored(index: tuple[int, ...], step: tuple[int, ...], shape: tuple[int, ...
     return tuple(slice(i * c, min(n, (i + 1) * c)) for i, c, n in zip(index, step, shape))
 
 
-def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity", hint: str = SERIES_HINT):
+def read_checked(arr, sel, store: str | os.PathLike, name: str = "intensity", hint: str = SERIES_HINT, out=None):
     """``arr[sel]`` of the array ``name`` of the store at ``store``; damaged bytes become a StoreError naming the
     file and the block (frames, pixels) that fail to decode (found by reading the selection again file by file
-    and chunk by chunk, only once something failed)."""
+    and chunk by chunk, only once something failed).  With ``out`` (a NumPy array or view of the selection's
+    shape and the array's dtype) the chunks are decoded straight into it (no new array) and ``out`` is returned."""
     try:
-        return arr[sel]
+        if out is None:
+            return arr[sel]
+        from zarr.core.buffer import default_buffer_prototype
+
+        arr.get_basic_selection(sel, out=default_buffer_prototype().nd_buffer.from_numpy_array(out))
+        return out
     except Exception as err:  # noqa: BLE001 - re-raised unless it is damage
         if not is_damage(err):
             raise

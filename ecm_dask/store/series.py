@@ -33,6 +33,8 @@ from .layout import SeriesLayout
 PROGRESS = "_ecm_ingest_progress"  # the per-shard flags of stores written in place by ecm_dask < 0.3
 #: encoding key on the opened ``intensity`` naming its store, so readers can bypass per-chunk dask tasks
 ENC_STORE = "ecm_dask_store"
+#: the dask name of the intensity array as opened: the g2 stage reads the store directly only while it is unchanged
+ENC_DASK_NAME = "ecm_dask_dask_name"
 ATTR_LAYOUT = "ecm_dask_layout"
 ATTR_FINGERPRINT = "ecm_dask_fingerprint"
 
@@ -250,6 +252,7 @@ def open_series(path: str | os.PathLike, *, require_complete: bool = True, valid
         raise damaged(err, f"{path} (its coordinates time, y, x)") from None
     ds = checked(ds, path, names=[S.INTENSITY])  # a damaged chunk read by dask: a StoreError naming file and block
     ds[S.INTENSITY].encoding[ENC_STORE] = os.path.abspath(path)
+    ds[S.INTENSITY].encoding[ENC_DASK_NAME] = ds[S.INTENSITY].data.name  # any derived array gets another name
     if validate:
         try:
             S.validate_series(ds, require_complete=require_complete)

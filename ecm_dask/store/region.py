@@ -1,0 +1,88 @@
+"""Direct reads of a pixel region over all frames from a series store, into reused per-thread buffers.
+
+The g2 stage's tasks read their own (time, y, x) region straight from the store (no dask chunk tasks, no
+transfers between workers).  :func:`read_region` decodes each read's chunks into the region (with
+:class:`~ecm_dask.store.shards.ShardReader` for the layout ecm_dask writes, zarr's ``out=`` otherwise), and :func:`scratch` hands every worker thread one buffer it reuses from task to task:
+a 100-200 MiB region is not allocated (and page-faulted) again for every block.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Iterable
+
+import numpy as np
+
+from .. import schema as S
+
+_LOCAL = threading.local()
+
+
+def scratch(shape: tuple[int, ...], dtype, slot: str = "region") -> np.ndarray:
+    """An uninitialised array of ``shape`` and ``dtype`` backed by this thread's buffer ``slot`` (grown when a
+    larger one is asked for, never shrunk).  Valid until the same thread asks for ``slot`` again: use it inside
+    one task, never return it."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    bufs = getattr(_LOCAL, "bufs", None)
+    if bufs is None:
+        bufs = _LOCAL.bufs = {}
+    buf = bufs.get(slot)
+    if buf is None or buf.size < n:
+        bufs.pop(slot, None)  # let the old one go before the new one is allocated
+        buf = bufs[slot] = np.empty(max(n, 1), dtype=np.uint8)
+    return buf[:n].view(dtype).reshape(shape)
+
+
+def release_scratch() -> None:
+    """Drop this thread's buffers (e.g. after the last task of a stage in a long-lived process)."""
+    _LOCAL.bufs = {}
+
+
+def read_region(path: str | os.PathLike, reads: Iterable, shape: tuple[int, int, int], origin: tuple[int, int], *,
+                dtype=None, fill=None, out: np.ndarray | None = None, name: str = S.INTENSITY) -> np.ndarray:
+    """Fill a ``shape`` = (frames, ry, rx) region whose pixel (0, 0) is stored pixel ``origin`` from ``reads``.
+
+    Parameters
+    ----------
+    path : series store
+    reads : objects with ``t0, t1, y0, y1, x0, x1`` (stored coordinates, inside the stored frame), e.g.
+        :meth:`ecm_dask.ops.g2plan.G2Plan.reads`
+    dtype : of the region (default: the stored dtype; the reads are then decoded in place, otherwise converted)
+    fill : value of the parts no read covers (default: left as they are - never read them)
+    out : the region array (default: a new one)
+
+    Damaged or missing chunks raise a StoreError naming the file and the frames (see
+    :func:`ecm_dask.store.integrity.read_checked`).
+    """
+    import zarr
+
+    from .integrity import read_checked
+    from .shards import ShardReader, Unreadable
+
+    arr = zarr.open_array(os.path.join(path, name), mode="r")
+    dtype = arr.dtype if dtype is None else np.dtype(dtype)
+    fast = ShardReader.open(os.path.join(path, name)) if dtype == arr.dtype else None
+    chunk = scratch((fast.chunk_bytes,), np.uint8, slot="chunk") if fast is not None else None
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    elif out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"out has shape {out.shape} {out.dtype}, the region needs {tuple(shape)} {dtype}")
+    if fill is not None:
+        out.fill(fill)
+    oy, ox = origin
+    for r in reads:
+        sel = (slice(r.t0, r.t1), slice(r.y0, r.y1), slice(r.x0, r.x1))
+        dst = out[r.t0:r.t1, r.y0 - oy:r.y1 - oy, r.x0 - ox:r.x1 - ox]
+        if fast is not None:
+            try:
+                fast.read(sel, dst, chunk)
+                continue
+            except Unreadable:  # damaged, missing, unexpected: zarr reads it and names what is wrong
+                pass
+        if dtype == arr.dtype:
+            read_checked(arr, sel, path, name, out=dst)
+        else:
+            dst[...] = read_checked(arr, sel, path, name)
+    return out

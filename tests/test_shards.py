@@ -1,0 +1,83 @@
+"""The fast shard reader equals zarr on the layout ecm_dask writes, declines other layouts, and never decides what
+damage means (it hands the selection back to zarr, whose error names the file)."""
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from ecm_dask.store.shards import ShardReader, Unreadable
+
+
+def _array(path, data, shards, chunks, checksum=True, compressor=True):
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    comp = [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")] if compressor else []
+    arr = zarr.create_array(str(path), shape=data.shape, dtype=data.dtype, chunks=chunks, shards=shards,
+                            compressors=comp + ([Crc32cCodec()] if checksum else []), zarr_format=3)
+    arr[...] = data
+    return str(path)
+
+
+@pytest.fixture
+def stored(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.poisson(50, (45, 37, 53)).astype(np.uint16)  # partial shards and inner chunks at every edge
+    return _array(tmp_path / "a", data, (10, 40, 64), (10, 8, 16)), data
+
+
+def test_random_selections_equal_zarr(stored):
+    path, data = stored
+    reader = ShardReader.open(path)
+    assert reader is not None and reader.shard == (10, 40, 64) and reader.inner == (10, 8, 16)
+    rng = np.random.default_rng(1)
+    scratch = np.empty(reader.chunk_bytes, np.uint8)
+    for _ in range(60):
+        lo = [int(rng.integers(0, n)) for n in data.shape]
+        hi = [int(rng.integers(a + 1, n + 1)) for a, n in zip(lo, data.shape)]
+        sel = tuple(slice(a, b) for a, b in zip(lo, hi))
+        out = np.full(tuple(b - a for a, b in zip(lo, hi)), 7, np.uint16)
+        reader.read(sel, out, scratch if rng.random() < 0.5 else None)
+        np.testing.assert_array_equal(out, data[sel])
+    # into a strided view of a larger array (the g2 stage's region)
+    big = np.zeros((45, 50, 60), np.uint16)
+    reader.read((slice(0, 45), slice(3, 30), slice(10, 53)), big[:, 5:32, 2:45])
+    np.testing.assert_array_equal(big[:, 5:32, 2:45], data[:, 3:30, 10:53])
+    assert not big[:, :5].any() and not big[:, 32:].any()
+
+
+def test_other_layouts_are_left_to_zarr(tmp_path):
+    data = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
+    assert ShardReader.open(_array(tmp_path / "no_crc", data, (2, 8, 8), (1, 4, 4), checksum=False)) is None
+    assert ShardReader.open(_array(tmp_path / "raw", data, (2, 8, 8), (1, 4, 4), compressor=False)) is None
+    plain = zarr.create_array(str(tmp_path / "plain"), shape=data.shape, dtype=data.dtype, chunks=(1, 4, 4))
+    plain[...] = data
+    assert ShardReader.open(str(tmp_path / "plain")) is None
+    assert ShardReader.open(str(tmp_path / "nothing")) is None
+
+
+def test_damage_and_odd_requests_are_unreadable_not_guessed(stored):
+    path, data = stored
+    reader = ShardReader.open(path)
+    out = np.empty((10, 8, 16), np.uint16)
+    with pytest.raises(Unreadable):
+        reader.read((slice(0, 10), slice(0, 8), slice(0, 16)), np.empty((10, 8, 16), np.float32))  # wrong dtype
+    with pytest.raises(Unreadable):
+        reader.read((slice(0, 10), slice(0, 8), slice(0, 100)), out)  # outside the array
+    shard = os.path.join(path, "c", "1", "0", "0")
+    raw = bytearray(open(shard, "rb").read())
+    raw[40] ^= 0x10  # inside the first inner chunk
+    open(shard, "wb").write(bytes(raw))
+    with pytest.raises(Unreadable, match="checksum"):
+        reader.read((slice(10, 20), slice(0, 8), slice(0, 16)), out)
+    reader.read((slice(0, 10), slice(0, 8), slice(0, 16)), out)  # other shards still read
+    np.testing.assert_array_equal(out, data[:10, :8, :16])
+    os.remove(shard)
+    with pytest.raises(Unreadable):
+        reader.read((slice(10, 20), slice(0, 8), slice(0, 16)), out)
+    raw = bytearray(open(os.path.join(path, "c", "2", "0", "0"), "rb").read())
+    raw[-10] ^= 0x01  # the shard index
+    open(os.path.join(path, "c", "2", "0", "0"), "wb").write(bytes(raw))
+    with pytest.raises(Unreadable, match="index"):
+        reader.read((slice(20, 30), slice(0, 8), slice(0, 16)), out)

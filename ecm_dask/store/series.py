@@ -42,10 +42,15 @@ ABSENT, COMPLETE, INCOMPLETE, FOREIGN = "absent", "complete", "incomplete", "for
 
 
 def compressor():
-    """Blosc zstd with bitshuffle: fast to decode and ~2-4x smaller on detector counts."""
+    """Blosc zstd level 1 with bitshuffle: ~2-4x smaller on detector counts, fast both ways.
+
+    On 40 inner chunks of the real-scale synthetic series (uint16, vacuum, wire and crystal), one core: level 1
+    compresses 2.24x at 373 MB/s and decompresses at 530 MB/s; level 5 (the default before) 2.14x at 42 MB/s and
+    399 MB/s - level 5 made compression most of the ingest's time for nothing.
+    """
     from zarr.codecs import BloscCodec
 
-    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
 def fingerprint(obj: Any) -> str:

@@ -184,3 +184,47 @@ def test_errors():
         clean_shifts(np.zeros((5, 2)), np.ones(4))
     with pytest.raises(ValueError, match="shifts"):
         clean_shifts(np.zeros((5, 3)), np.ones(5))
+
+
+def test_stacked_estimation_equals_the_frame_by_frame_steps():
+    """_shifts_against handles frames in stacks (one FFT, one batched upsampled DFT per stack); it gives the
+    shifts and peaks of phase correlation applied frame by frame with the same steps (a flat frame included, and
+    stacks smaller than the series)."""
+    from ecm_dask.kernels import drift as KD
+
+    rng = np.random.default_rng(7)
+    base = _texture((64, 64), seed=2)
+    true = np.cumsum(rng.normal(0, 0.4, (37, 2)), axis=0)
+    frames = np.stack([_fourier_shift(base, dy, dx)[8:56, 8:56] for dy, dx in true])
+    frames += rng.normal(0, 0.02, frames.shape)
+    frames[11] = 3.0  # beam blanked
+    frames = KD._scaled(frames)
+    ref = frames[:5].mean(axis=0)
+    old_batch = KD.BATCH
+    try:
+        KD.BATCH = 8
+        got, peaks = KD._shifts_against(ref, frames, upsample=20, window="hann", max_shift=None)
+    finally:
+        KD.BATCH = old_batch
+    h, w = frames.shape[1:]
+    weights, f_ref = KD._weights((h, w)), KD._spectrum(ref, "hann")
+    coarse = np.zeros((37, 2))
+    for t in range(37):
+        if t == 11:
+            continue
+        r = KD._cross_power(f_ref, KD._spectrum(frames[t], "hann"), weights)
+        coarse[t] = KD._locate(r, KD._coarse_peak(r, None), 20)[:2]
+    n_int = np.floor(coarse + 0.5).astype(int)
+    my, mx = np.abs(n_int).max(axis=0)
+    ih, iw = h - 2 * my, w - 2 * mx
+    f_ref_i, weights_i = KD._spectrum(ref[my:my + ih, mx:mx + iw], "hann"), KD._weights((ih, iw))
+    for t in range(37):
+        if t == 11:
+            assert peaks[t] == 0 and (got[t] == 0).all()
+            continue
+        y0, x0 = my + n_int[t, 0], mx + n_int[t, 1]
+        fy, fx, pk = KD._refine_tracked(f_ref_i, frames[t, y0:y0 + ih, x0:x0 + iw], tuple(coarse[t] - n_int[t]), "hann",
+                                        weights_i, 20)
+        np.testing.assert_allclose(got[t], n_int[t] + (fy, fx), atol=1e-9)
+        assert abs(peaks[t] - pk) < 1e-9
+    assert np.sqrt(np.mean(((got - got[0]) - (true - true[0]))[np.arange(37) != 11] ** 2)) < 0.1

@@ -194,6 +194,119 @@ def _refine_tracked(f_ref: np.ndarray, crop: np.ndarray, frac: tuple[float, floa
     return fy, fx, pk
 
 
+# ------------------------------------------------------------------ the same steps on stacks of frames
+#: frames whose spectra are handled together (bounds memory: BATCH x h x w complex128)
+BATCH = 256
+
+
+def _windows1d(n: int, kind: str | None, shifts: np.ndarray) -> np.ndarray:
+    """:func:`_window1d` for every shift of ``shifts (B,)``: (B, n)."""
+    u = np.arange(n, dtype=np.float64)[None, :] - np.asarray(shifts, dtype=np.float64)[:, None]
+    if kind is None:
+        return np.ones(u.shape)
+    inside = (u >= 0) & (u <= n)
+    if kind == "hann":
+        w = np.sin(np.pi * u / n) ** 2
+    else:
+        taper = 0.5 * _TUKEY_ALPHA * n
+        w = np.ones(u.shape)
+        w = np.where(u < taper, 0.5 * (1.0 - np.cos(np.pi * u / taper)), w)
+        w = np.where(u > n - taper, 0.5 * (1.0 - np.cos(np.pi * (n - u) / taper)), w)
+    return np.where(inside, w, 0.0)
+
+
+def _spectra(imgs: np.ndarray, kind: str | None, shifts: np.ndarray | None = None) -> np.ndarray:
+    """:func:`_spectrum` of every image of ``imgs (B, h, w)``, the window of image b shifted by ``shifts[b]``."""
+    b, h, w_ = imgs.shape
+    sh = np.zeros((b, 2)) if shifts is None else np.asarray(shifts, dtype=np.float64)
+    win = _windows1d(h, kind, sh[:, 0])[:, :, None] * _windows1d(w_, kind, sh[:, 1])[:, None, :]
+    sw = win.sum(axis=(1, 2))
+    weighted = (imgs * win).sum(axis=(1, 2))
+    mean = np.where(sw > 0, weighted / np.where(sw > 0, sw, 1.0), imgs.mean(axis=(1, 2)))
+    return np.fft.fft2((imgs - mean[:, None, None]) * win, axes=(1, 2))
+
+
+def _cross_powers(f_ref: np.ndarray, f_imgs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """:func:`_cross_power` of one reference spectrum against a stack of spectra."""
+    r = f_imgs * np.conj(f_ref)
+    mag = np.abs(r)
+    top = mag.max(axis=(1, 2)) if mag.size else np.zeros(len(r))
+    eps = np.where(top > 0, 1e-12 * top, 1.0)
+    return weights * r / np.maximum(mag, eps[:, None, None])
+
+
+def _coarse_peaks(r: np.ndarray, max_shift) -> np.ndarray:
+    """:func:`_coarse_peak` of every cross-power of ``r (B, ny, nx)``: (B, 2) integer peaks."""
+    b, ny, nx = r.shape
+    corr = np.real(np.fft.ifft2(r, axes=(1, 2)))
+    if max_shift is not None:
+        fy = np.fft.fftfreq(ny) * ny
+        fx = np.fft.fftfreq(nx) * nx
+        allowed = (np.abs(fy)[:, None] <= max_shift[0] + 0.5) & (np.abs(fx)[None, :] <= max_shift[1] + 0.5)
+        corr = np.where(allowed, corr, -np.inf)
+    iy, ix = np.unravel_index(np.argmax(corr.reshape(b, -1), axis=1), (ny, nx))
+    return np.stack([np.where(iy > ny // 2, iy - ny, iy), np.where(ix > nx // 2, ix - nx, ix)], axis=1)
+
+
+def _parabolas(cm, c0, cp) -> np.ndarray:
+    den = cm - 2.0 * c0 + cp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.clip(0.5 * (cm - cp) / den, -0.5, 0.5)
+    return np.where(den < 0, v, 0.0)
+
+
+def _locate_many(r: np.ndarray, centres: np.ndarray, upsample: int, limit=None):
+    """:func:`_locate` for a stack of cross-powers ``r (B, ny, nx)`` near ``centres (B, 2)``: dy, dx, peak (B,).
+
+    One upsampled DFT for all of them (batched matrix products); the few whose maximum lies on the border of the
+    upsampled region, and need it moved, go through :func:`_locate` one by one."""
+    b, ny, nx = r.shape
+    size = int(math.ceil(1.5 * upsample)) | 1
+    half = size // 2
+    c = np.round(np.asarray(centres, dtype=np.float64) * upsample) / upsample
+    off = (np.arange(size) - half) / upsample
+    fy, fx = np.fft.fftfreq(ny), np.fft.fftfreq(nx)
+    # exp(2 pi i (c + off) f) = exp(2 pi i c f) exp(2 pi i off f): B x n exponentials instead of B x size x n
+    ky = np.exp(2j * np.pi * c[:, 0, None] * fy)[:, None, :] * np.exp(2j * np.pi * off[:, None] * fy)  # (B, size, ny)
+    kx = np.exp(2j * np.pi * c[:, 1, None] * fx)[:, :, None] * np.exp(2j * np.pi * fx[:, None] * off)  # (B, nx, size)
+    up = np.real(ky @ r @ kx)
+    j = np.argmax(up.reshape(b, -1), axis=1)
+    jy, jx = j // size, j % size
+    inner = (jy > 0) & (jy < size - 1) & (jx > 0) & (jx < size - 1)
+    k = np.arange(b)
+    jyc, jxc = np.clip(jy, 1, size - 2), np.clip(jx, 1, size - 2)
+    sub_y = _parabolas(up[k, jyc - 1, jx], up[k, jy, jx], up[k, jyc + 1, jx])
+    sub_x = _parabolas(up[k, jy, jxc - 1], up[k, jy, jx], up[k, jy, jxc + 1])
+    dy = c[:, 0] + (jy - half + sub_y) / upsample
+    dx = c[:, 1] + (jx - half + sub_x) / upsample
+    if limit is not None:
+        dy = np.clip(dy, -limit[0], limit[0])
+        dx = np.clip(dx, -limit[1], limit[1])
+    pk = np.clip(up[k, jy, jx], 0.0, 1.0)
+    for i in np.flatnonzero(~inner):  # the maximum on the border: re-centre frame by frame
+        dy[i], dx[i], pk[i] = _locate(r[i], tuple(centres[i]), upsample, limit)
+    return dy, dx, pk
+
+
+def _refine_many(f_ref: np.ndarray, crops: np.ndarray, frac: np.ndarray, window: str | None, weights: np.ndarray,
+                 upsample: int):
+    """:func:`_refine_tracked` for a stack of crops with their fractional shifts ``frac (B, 2)``."""
+    fy, fx = frac[:, 0].astype(np.float64), frac[:, 1].astype(np.float64)
+    pk = np.zeros(len(crops))
+    active = np.ones(len(crops), dtype=bool)
+    for _ in range(REFINE_PASSES if window is not None else 1):
+        a = np.flatnonzero(active)
+        if not a.size:
+            break
+        sh = np.stack([fy[a], fx[a]], axis=1)
+        r = _cross_powers(f_ref, _spectra(crops[a], window, sh), weights)
+        ny, nx, pk[a] = _locate_many(r, sh, upsample)
+        lost = (np.abs(ny) > 1.5) | (np.abs(nx) > 1.5)  # lost: keep the previous estimate
+        fy[a[~lost]], fx[a[~lost]] = ny[~lost], nx[~lost]
+        active[a[lost]] = False
+    return fy, fx, pk
+
+
 # -------------------------------------------------------------------------------- phase correlation
 def phase_correlation(reference, image, *, upsample: int = 20, window: str | None = "hann",
                       max_shift=None) -> tuple[float, float, float]:
@@ -277,21 +390,21 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
         -> tuple[np.ndarray, np.ndarray]:
     """Coarse pass over the whole ROI, then a tracked window: the reference's interior (ROI minus the
     largest integer shift on every side) against the same-size window cut from each frame at its
-    integer shift, with the apodisation moved by the fractional part."""
+    integer shift, with the apodisation moved by the fractional part.  Frames are handled in stacks of
+    :data:`BATCH` (one FFT and one batched upsampled DFT per stack)."""
     n_t, h, w = frames.shape
     weights = _weights((h, w))
     f_ref = _spectrum(ref, window)
-    out = np.empty((n_t, 2))
-    peaks = np.empty(n_t)
-    flat = np.array([not _has_contrast(frames[t]) for t in range(n_t)])
-    for t in range(n_t):
-        if flat[t]:  # nothing to register: no estimate (peak 0, flagged by clean_shifts)
-            out[t], peaks[t] = 0.0, 0.0
-            continue
-        r = _cross_power(f_ref, _spectrum(frames[t], window), weights)
-        dy, dx, pk = _locate(r, _coarse_peak(r, max_shift), upsample, max_shift)
-        out[t] = dy, dx
-        peaks[t] = pk
+    out = np.zeros((n_t, 2))
+    peaks = np.zeros(n_t)
+    span = frames.max(axis=(1, 2)) - frames.min(axis=(1, 2))
+    flat = ~(span > 1e-12 * np.abs(frames).max(axis=(1, 2)))  # nothing to register: peak 0, flagged by clean_shifts
+    todo = np.flatnonzero(~flat)
+    for i in range(0, todo.size, BATCH):
+        b = todo[i:i + BATCH]
+        r = _cross_powers(f_ref, _spectra(frames[b], window), weights)
+        dy, dx, peaks[b] = _locate_many(r, _coarse_peaks(r, max_shift), upsample, max_shift)
+        out[b, 0], out[b, 1] = dy, dx
     n_int = np.floor(out + 0.5).astype(np.int64)
     my, mx = (int(v) for v in np.abs(n_int).max(axis=0))
     ih, iw = h - 2 * my, w - 2 * mx
@@ -299,13 +412,13 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
         return out, peaks  # not enough margin for a tracked window
     weights_i = _weights((ih, iw))
     f_ref_i = _spectrum(ref[my:my + ih, mx:mx + iw], window)
-    for t in np.flatnonzero(~flat):
-        y0, x0 = my + n_int[t, 0], mx + n_int[t, 1]
-        crop = frames[t, y0:y0 + ih, x0:x0 + iw]
-        fy, fx, pk = _refine_tracked(f_ref_i, crop, (out[t, 0] - n_int[t, 0], out[t, 1] - n_int[t, 1]),
-                                     window, weights_i, upsample)
-        out[t] = n_int[t, 0] + fy, n_int[t, 1] + fx
-        peaks[t] = pk
+    rows, cols = np.arange(ih), np.arange(iw)
+    for i in range(0, todo.size, BATCH):
+        b = todo[i:i + BATCH]
+        y0, x0 = my + n_int[b, 0], mx + n_int[b, 1]
+        crops = frames[b[:, None, None], (y0[:, None] + rows)[:, :, None], (x0[:, None] + cols)[:, None, :]]
+        fy, fx, peaks[b] = _refine_many(f_ref_i, crops, out[b] - n_int[b], window, weights_i, upsample)
+        out[b, 0], out[b, 1] = n_int[b, 0] + fy, n_int[b, 1] + fx
     if max_shift is not None:
         out = np.clip(out, -np.asarray(max_shift), np.asarray(max_shift))
     return out, peaks

@@ -25,6 +25,7 @@ from ..errors import ParameterError
 from ..kernels import g2 as K
 from ..kernels.lags import default_max_lag
 from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
+from ..store.series import store_backed
 from .g2plan import BLOCK_BYTES, G2Plan, block_tiles, plan_g2  # noqa: F401 - block_tiles, BLOCK_BYTES re-exported
 
 #: spatial chunks larger than this (pixels) count as "whole frame" chunking
@@ -70,20 +71,6 @@ def _g2_block(block, *, method, points_per_octave, max_lag, normalization, frame
         r = K.g2(arr, method=method, points_per_octave=points_per_octave, max_lag=max_lag,
                  normalization=normalization, frame_mask=frame_mask, saturation=saturation, axis=0)
     return r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
-
-
-def store_backed(intensity) -> str | None:
-    """The store path if ``intensity`` is exactly the array :func:`~ecm_dask.store.series.open_series` opened (not
-    subset, converted or modified: any of those gives the dask array a new name)."""
-    import dask.array as da
-
-    from ..store.series import ENC_DASK_NAME, ENC_STORE
-
-    path, name = intensity.encoding.get(ENC_STORE), intensity.encoding.get(ENC_DASK_NAME)
-    data = intensity.data
-    if path is None or name is None or not isinstance(data, da.Array) or data.name != name:
-        return None
-    return path if os.path.isdir(os.path.join(path, S.INTENSITY)) else None
 
 
 def _read_region(path, plan: G2Plan, y0, y1, x0, x1, dtype=None, fill=None, out=None):

@@ -14,6 +14,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import ParameterError
 from ..kernels import drift as KD
+from ..store.series import read_pixels
 from .correlation import _as_intensity
 from .regions import parse_roi
 
@@ -59,7 +60,7 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
                              f"the maximum shift ({max_shift:g} px); choose a larger region or a smaller max_shift")
     m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
     ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
-    frames = np.asarray(intensity.isel({S.Y: slice(ya, yb), S.X: slice(xa, xb)}).values, dtype=np.float64)
+    frames = read_pixels(intensity, slice(None), slice(ya, yb), slice(xa, xb)).astype(np.float64)
     # a pixel without data in most frames (dead or masked) would leave every frame out: in each frame it takes
     # the mean of the frame's other pixels in the window (a flat spot; the window's texture does the registering)
     dead = (~np.isfinite(frames)).mean(axis=0) > 0.5

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..store.region import Read
+
+__all__ = ["BLOCK_BYTES", "G2Plan", "Read", "block_tiles", "plan_g2"]
+
 #: target uncompressed bytes of one (time, y, x) pixel block handed to the g2 kernel
 BLOCK_BYTES = 160 << 20
 
@@ -31,19 +35,6 @@ def block_tiles(n_frames: int, itemsize: int, tile: tuple[int, int], frame: tupl
     per_tile = max(1, n_frames * ty * tx * itemsize)
     n = max(1, int(math.isqrt(max(1, block_bytes // per_tile))))
     return min(frame[0], ty * n), min(frame[1], tx * n)
-
-
-@dataclass(frozen=True)
-class Read:
-    """One store read of a block: frames ``t0:t1``, rows ``y0:y1``, columns ``x0:x1`` of the stored frame, placed
-    in the block's region at rows ``y0 - region_y0`` ... (see :meth:`G2Plan.region_origin`)."""
-
-    t0: int
-    t1: int
-    y0: int
-    y1: int
-    x0: int
-    x1: int
 
 
 @dataclass(frozen=True)

@@ -31,20 +31,19 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
     size = (min(size[0], ny), min(size[1], nx))  # small frames: the whole frame at most
     n = min(SUGGEST_FRAMES, series.sizes[S.TIME])
     step = max(1, n // SUGGEST_SAMPLE)  # the same stretch of time, every step-th frame: the statistics are cheap
-    head = np.asarray(series[S.INTENSITY].isel({S.TIME: slice(0, n, step)}).values)
-    with warnings.catch_warnings():  # an all-NaN pixel gives NaN statistics, handled below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if head.dtype.kind == "f":  # NaN frames are skipped
-            head = head.astype(np.float32, copy=False)
-            mean, var = np.nanmean(head, axis=0), np.nanvar(head, axis=0)
-            # a pixel NaN/inf in a frame that has data elsewhere (a dead or masked pixel) would leave the frame
-            # out of the registration: never in the reference (NaN marks it for suggest_reference)
-            bad = ~np.isfinite(head)
-            holes = bad[~bad.all(axis=(1, 2))].any(axis=0)
-            mean[holes] = np.nan
-        else:
-            mean = head.mean(axis=0, dtype=np.float32)
-            var = np.square(head - mean, dtype=np.float32).mean(axis=0, dtype=np.float32)
+    intensity = series[S.INTENSITY]
+    if intensity.dtype.kind in "iub":
+        mean, var = _count_statistics(intensity, n, step)
+    else:
+        head = np.asarray(intensity.isel({S.TIME: slice(0, n, step)}).values).astype(np.float32, copy=False)
+        with warnings.catch_warnings():  # an all-NaN pixel gives NaN statistics, handled below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, var = np.nanmean(head, axis=0), np.nanvar(head, axis=0)  # NaN frames are skipped
+        # a pixel NaN/inf in a frame that has data elsewhere (a dead or masked pixel) would leave the frame
+        # out of the registration: never in the reference (NaN marks it for suggest_reference)
+        bad = ~np.isfinite(head)
+        holes = bad[~bad.all(axis=(1, 2))].any(axis=0)
+        mean[holes] = np.nan
     if not np.isfinite(mean).any() or not (np.nan_to_num(mean) > 0).any():
         raise ParameterError(f"no drift reference can be found: the first {n} frames are "
                              f"{'all NaN' if not np.isfinite(mean).any() else 'dark (no positive counts)'}; give a "
@@ -59,6 +58,32 @@ def suggest_roi(series, size: tuple[int, int] = (24, 24)) -> tuple[int, int, int
     except ValueError as err:
         raise ParameterError(f"no drift reference can be found in the first {n} frames ({err}); give one with "
                              "--reference-roi Y0:Y1,X0:X1 or run without drift correction (--no-drift)") from None
+
+
+def _count_statistics(intensity, n: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance (float32) of integer counts over frames ``0, step, 2 step, ... < n``, read one stored run of
+    frames at a time (straight from the store when it is one) and summed exactly in float64: no stack of frames
+    and no float temporaries of the whole sample."""
+    from ..store.series import read_pixels
+
+    frames = np.arange(0, n, step)
+    chunks = getattr(intensity, "chunks", None)
+    run = int(max(chunks[0])) if chunks else n
+    ny, nx = intensity.shape[1:]
+    s1, s2 = np.zeros((ny, nx)), np.zeros((ny, nx))
+    buf = np.empty((min(run, n), ny, nx), dtype=intensity.dtype)
+    f = np.empty((ny, nx))
+    for t0 in range(0, int(frames[-1]) + 1, run):
+        t1 = min(n, t0 + run)
+        block = read_pixels(intensity, slice(t0, t1), slice(None), slice(None), out=buf[:t1 - t0])
+        for t in frames[(frames >= t0) & (frames < t1)]:
+            np.copyto(f, block[t - t0], casting="unsafe")
+            s1 += f
+            f *= f
+            s2 += f
+    mean = s1 / frames.size
+    var = np.maximum(s2 / frames.size - mean * mean, 0.0)
+    return mean.astype(np.float32), var.astype(np.float32)
 
 
 def run_drift(series_path: str | os.PathLike, output: str | os.PathLike, *, roi=None, figure=None,

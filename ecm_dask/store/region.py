@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -17,6 +18,18 @@ import numpy as np
 from .. import schema as S
 
 _LOCAL = threading.local()
+
+
+@dataclass(frozen=True)
+class Read:
+    """One store read: frames ``t0:t1``, rows ``y0:y1``, columns ``x0:x1`` of the stored series."""
+
+    t0: int
+    t1: int
+    y0: int
+    y1: int
+    x0: int
+    x1: int
 
 
 def scratch(shape: tuple[int, ...], dtype, slot: str = "region") -> np.ndarray:
@@ -40,14 +53,16 @@ def release_scratch() -> None:
     _LOCAL.bufs = {}
 
 
-def read_region(path: str | os.PathLike, reads: Iterable, shape: tuple[int, int, int], origin: tuple[int, int], *,
-                dtype=None, fill=None, out: np.ndarray | None = None, name: str = S.INTENSITY) -> np.ndarray:
-    """Fill a ``shape`` = (frames, ry, rx) region whose pixel (0, 0) is stored pixel ``origin`` from ``reads``.
+def read_region(path: str | os.PathLike, reads: Iterable[Read], shape: tuple[int, int, int],
+                origin: tuple[int, int] | tuple[int, int, int], *, dtype=None, fill=None, out: np.ndarray | None = None,
+                name: str = S.INTENSITY) -> np.ndarray:
+    """Fill a ``shape`` = (frames, ry, rx) region whose element (0, 0, 0) is stored frame ``origin[0]`` (0 if
+    ``origin`` is ``(y, x)``), pixel ``origin[-2:]``, from ``reads``.
 
     Parameters
     ----------
     path : series store
-    reads : objects with ``t0, t1, y0, y1, x0, x1`` (stored coordinates, inside the stored frame), e.g.
+    reads : :class:`Read` s (stored coordinates, inside the stored series), e.g.
         :meth:`ecm_dask.ops.g2plan.G2Plan.reads`
     dtype : of the region (default: the stored dtype; the reads are then decoded in place, otherwise converted)
     fill : value of the parts no read covers (default: left as they are - never read them)
@@ -71,10 +86,10 @@ def read_region(path: str | os.PathLike, reads: Iterable, shape: tuple[int, int,
         raise ValueError(f"out has shape {out.shape} {out.dtype}, the region needs {tuple(shape)} {dtype}")
     if fill is not None:
         out.fill(fill)
-    oy, ox = origin
+    ot, oy, ox = origin if len(origin) == 3 else (0, *origin)
     for r in reads:
         sel = (slice(r.t0, r.t1), slice(r.y0, r.y1), slice(r.x0, r.x1))
-        dst = out[r.t0:r.t1, r.y0 - oy:r.y1 - oy, r.x0 - ox:r.x1 - ox]
+        dst = out[r.t0 - ot:r.t1 - ot, r.y0 - oy:r.y1 - oy, r.x0 - ox:r.x1 - ox]
         if fast is not None:
             try:
                 fast.read(sel, dst, chunk)

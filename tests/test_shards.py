@@ -81,3 +81,23 @@ def test_damage_and_odd_requests_are_unreadable_not_guessed(stored):
     open(os.path.join(path, "c", "2", "0", "0"), "wb").write(bytes(raw))
     with pytest.raises(Unreadable, match="index"):
         reader.read((slice(20, 30), slice(0, 8), slice(0, 16)), out)
+
+
+def test_scratch_buffers_are_reused_per_thread_and_released():
+    import threading
+
+    from ecm_dask.store.region import release_scratch, scratch
+
+    release_scratch()
+    a = scratch((10, 20), np.uint16)
+    b = scratch((5, 4), np.float64)  # smaller: the same memory
+    assert np.shares_memory(a, b) and b.shape == (5, 4) and b.dtype == np.float64
+    other = {}
+    t = threading.Thread(target=lambda: other.setdefault("x", scratch((10, 20), np.uint16)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(a, other["x"])  # each thread has its own
+    big = scratch((100, 20), np.uint16)  # larger: a new buffer
+    assert big.shape == (100, 20) and not np.shares_memory(big, a)
+    assert release_scratch() == 100 * 20 * 2 + 10 * 20 * 2  # every thread's buffers
+    assert release_scratch() == 0

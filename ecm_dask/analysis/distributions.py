@@ -286,17 +286,20 @@ def compare_regions(maps, regions, a: str = "surface", b: str = "bulk", *, width
     def stat_width(x, y, axis=-1):
         return wdiff(x, y, axis)[None]
 
-    rows = []
-    for k, (xa, xb, stat) in enumerate(((ta, tb, stat_median), (ba, bb, stat_median),
-                                        (ta, tb, stat_width), (ba, bb, stat_width))):
+    def row(k, xa, xb, stat):
         v, lo, hi = bootstrap_ci([xa, xb], stat, n_boot=n_boot, ci=ci, seed=np.random.default_rng(ss[k]))
         if stat is stat_width:
             ca, cb = xa - np.median(xa), xb - np.median(xb)
         else:
             ca, cb = xa, xb
         p = permutation_pvalue(ca, cb, stat, n_perm=n_perm, seed=np.random.default_rng(ss[4 + k]))
-        rows.append((float(v[0]), float(lo[0]), float(hi[0]), p))
-    rows = np.array(rows)
+        return float(v[0]), float(lo[0]), float(hi[0]), p
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = ((ta, tb, stat_median), (ba, bb, stat_median), (ta, tb, stat_width), (ba, bb, stat_width))
+    with ThreadPoolExecutor(2) as pool:  # each row has its own seeded streams: the same numbers in any order
+        rows = np.array(list(pool.map(lambda j: row(j[0], *j[1]), enumerate(jobs))))
     rows[0, :3] = 10.0 ** rows[0, :3]  # median log10 tau difference -> ratio of median tau
     quantities = ["tau_ratio", "beta_median_diff", "log10_tau_width_diff", "beta_width_diff"]
     return xr.Dataset(

@@ -37,5 +37,22 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
     ds = open_series(series_path)
     res = correlate(ds, shifts=shifts, **options)
     res.attrs["series"] = os.path.abspath(series_path)
-    return write_blocks(res, output, key=resume_key, overwrite=overwrite, progress=progress,
-                        label=f"g2 of {ds.intensity.shape} -> {output}")
+    try:
+        return write_blocks(res, output, key=resume_key, overwrite=overwrite, progress=progress,
+                            label=f"g2 of {ds.intensity.shape} -> {output}")
+    finally:
+        _release_buffers()
+
+
+def _release_buffers() -> None:
+    """Drop the region buffers the g2 tasks reused (this process's threads, and a cluster's workers)."""
+    from ..compute import active_client
+    from ..store.region import release_scratch
+
+    release_scratch()
+    client = active_client()
+    if client is not None:
+        try:
+            client.run(release_scratch)
+        except Exception:  # noqa: BLE001 - a worker gone or busy keeps its buffer: memory, not correctness
+            pass

@@ -2,8 +2,9 @@
 
 The g2 stage's tasks read their own (time, y, x) region straight from the store (no dask chunk tasks, no
 transfers between workers).  :func:`read_region` decodes each read's chunks into the region (with
-:class:`~ecm_dask.store.shards.ShardReader` for the layout ecm_dask writes, zarr's ``out=`` otherwise), and :func:`scratch` hands every worker thread one buffer it reuses from task to task:
-a 100-200 MiB region is not allocated (and page-faulted) again for every block.
+:class:`~ecm_dask.store.shards.ShardReader` for the layout ecm_dask writes, zarr's ``out=`` otherwise), and
+:func:`scratch` hands every worker thread one buffer it reuses from task to task: a 100-200 MiB region is not
+allocated (and page-faulted) again for every block; :func:`release_scratch` drops them after the stage.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import numpy as np
 
 from .. import schema as S
 
-_LOCAL = threading.local()
+#: per-thread buffers, by thread id (a dict so that :func:`release_scratch` can drop every thread's at the end of a
+#: stage: the threads of dask's pool outlive it)
+_BUFFERS: dict[int, dict[str, np.ndarray]] = {}
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -34,23 +38,30 @@ class Read:
 
 def scratch(shape: tuple[int, ...], dtype, slot: str = "region") -> np.ndarray:
     """An uninitialised array of ``shape`` and ``dtype`` backed by this thread's buffer ``slot`` (grown when a
-    larger one is asked for, never shrunk).  Valid until the same thread asks for ``slot`` again: use it inside
-    one task, never return it."""
+    larger one is asked for, never shrunk).  Valid until the same thread asks for ``slot`` again or
+    :func:`release_scratch` runs: use it inside one task, never return it."""
     dtype = np.dtype(dtype)
     n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    bufs = getattr(_LOCAL, "bufs", None)
-    if bufs is None:
-        bufs = _LOCAL.bufs = {}
-    buf = bufs.get(slot)
-    if buf is None or buf.size < n:
-        bufs.pop(slot, None)  # let the old one go before the new one is allocated
-        buf = bufs[slot] = np.empty(max(n, 1), dtype=np.uint8)
+    key = threading.get_ident()
+    with _LOCK:
+        bufs = _BUFFERS.setdefault(key, {})
+        buf = bufs.get(slot)
+        if buf is None or buf.size < n:
+            bufs.pop(slot, None)  # let the old one go before the new one is allocated
+            buf = None
+    if buf is None:
+        buf = np.empty(max(n, 1), dtype=np.uint8)
+        with _LOCK:
+            _BUFFERS.setdefault(key, {})[slot] = buf
     return buf[:n].view(dtype).reshape(shape)
 
 
-def release_scratch() -> None:
-    """Drop this thread's buffers (e.g. after the last task of a stage in a long-lived process)."""
-    _LOCAL.bufs = {}
+def release_scratch() -> int:
+    """Drop the buffers of every thread of this process (after a stage); returns the bytes released."""
+    with _LOCK:
+        n = sum(b.nbytes for bufs in _BUFFERS.values() for b in bufs.values())
+        _BUFFERS.clear()
+    return n
 
 
 def read_region(path: str | os.PathLike, reads: Iterable[Read], shape: tuple[int, int, int],

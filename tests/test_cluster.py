@@ -227,3 +227,17 @@ def test_default_local_memory_is_split_among_the_workers_asked_for():
     assert default_local_workers(123, workers=3) == (3, 123)
     n, memory = default_local_workers()
     assert 1 <= n <= (os.cpu_count() or 1) and memory == int(0.8 * total // n)
+
+
+def test_a_threads_run_never_imports_distributed(blocked_series, tmp_path):
+    """On one machine the default run uses dask's threaded scheduler; looking for a distributed client costs every
+    run ~0.25 s of imports, so the scheduler is handed to dask as a function and distributed is never imported."""
+    code = ("import sys; from ecm_dask.cli import entry; sys.argv = ['ecm-dask', 'run', sys.argv[1], '-o', sys.argv[2], "
+            "'--quiet', '--no-report', '--block-mb', '0.01']\n"
+            "try:\n    entry()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('distributed' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(blocked_series), str(tmp_path / "r.zarr")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "r.zarr" / "zarr.json").is_file()

@@ -24,7 +24,7 @@ from .. import schema as S
 from ..errors import ParameterError
 from ..kernels import g2 as K
 from ..kernels.lags import default_max_lag
-from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block
+from ..kernels.shift import SHIFT_MODES, coverage, halo_for, shift_block, source_offsets
 from ..store.series import store_backed
 from .g2plan import BLOCK_BYTES, G2Plan, block_tiles, plan_g2  # noqa: F401 - block_tiles, BLOCK_BYTES re-exported
 
@@ -100,7 +100,7 @@ def _direct_block(ys, xs, shifts, *, path, plan, mode, n_out, method, **kw):
             region = _read_region(path, plan, y0, y1, x0, x1, out=scratch(shape, _stored_dtype(path)))
             offsets = np.zeros((shape[0], 2), dtype=np.int64) + (hy, hx)
             if has_shifts:
-                offsets += np.floor(np.asarray(shifts, dtype=np.float64) + 0.5).astype(np.int64)
+                offsets += source_offsets(shifts, "integer")[0]  # whole pixels, rounded as shift_block does
             r = K.g2_region(region, (y1 - y0, x1 - x0), offsets, **kw)
         g, g0, mean, status = r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
     else:

@@ -80,11 +80,16 @@ def _has_contrast(img: np.ndarray) -> bool:
     return bool(img.size) and float(img.max() - img.min()) > 1e-12 * float(np.abs(img).max())
 
 
-def _scaled(img: np.ndarray) -> np.ndarray:
+def _scaled(img: np.ndarray, inplace: bool = False) -> np.ndarray:
     """``img`` divided by its largest magnitude (phase correlation is scale free; keeps products of spectra
-    of counts near 1e300 or 1e-300 from overflowing)."""
-    top = float(np.abs(img).max()) if img.size else 0.0
-    return img / top if top > 0 else img
+    of counts near 1e300 or 1e-300 from overflowing); ``inplace`` for an array the caller owns."""
+    top = max(float(img.max()), -float(img.min())) if img.size else 0.0
+    if not top > 0:
+        return img
+    if inplace:
+        img /= top
+        return img
+    return img / top
 
 
 def _spectrum(img: np.ndarray, kind: str | None, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
@@ -478,10 +483,12 @@ def estimate_shifts(frames, *, reference: str = "first", n_ref: int = 10, upsamp
     _check_window(window)
     upsample = _check_upsample(upsample)
     ms = _check_max_shift(max_shift)
+    owned = f.dtype != np.float64  # converted below: a copy of our own, scaled in place
+    counts = f.dtype.kind in "iub"  # always finite
     f = f.astype(np.float64, copy=False)
-    if not np.isfinite(f).all():
+    if not counts and not np.isfinite(f).all():
         raise ValueError("frames must be finite (no NaN/inf)")
-    f = _scaled(f)
+    f = _scaled(f, inplace=owned)
 
     kw = dict(upsample=upsample, window=window, max_shift=ms)
     ref = f[0] if reference == "first" else f[:min(int(n_ref), n_t)].mean(axis=0)

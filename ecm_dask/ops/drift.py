@@ -60,10 +60,13 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
                              f"the maximum shift ({max_shift:g} px); choose a larger region or a smaller max_shift")
     m = int(np.ceil(max_shift)) if margin is None and max_shift is not None else (8 if margin is None else int(margin))
     ya, yb, xa, xb = max(0, y0 - m), min(ny, y1 + m), max(0, x0 - m), min(nx, x1 + m)
-    frames = read_pixels(intensity, slice(None), slice(ya, yb), slice(xa, xb)).astype(np.float64)
+    frames = read_pixels(intensity, slice(None), slice(ya, yb), slice(xa, xb))
+    counts = frames.dtype.kind in "iub"  # integer counts are all finite: no NaN handling, no float copy here
+    if not counts:
+        frames = frames.astype(np.float64)
     # a pixel without data in most frames (dead or masked) would leave every frame out: in each frame it takes
     # the mean of the frame's other pixels in the window (a flat spot; the window's texture does the registering)
-    dead = (~np.isfinite(frames)).mean(axis=0) > 0.5
+    dead = np.zeros(frames.shape[1:], dtype=bool) if counts else (~np.isfinite(frames)).mean(axis=0) > 0.5
     if dead.any() and not dead.all():
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a frame without data: stays NaN, left out below
@@ -71,13 +74,14 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
         frames[:, dead] = fill[:, None]
     # frames with NaN/inf in the reference window (a dropped or blanked frame) cannot be registered: they are
     # left out, their shift interpolated and flagged as outliers, and named in the attributes
-    finite = np.isfinite(frames).all(axis=(1, 2))
+    finite = np.ones(frames.shape[0], dtype=bool) if counts else np.isfinite(frames).all(axis=(1, 2))
     if finite.sum() < 2:
         raise ParameterError(f"reference ROI {y0}:{y1},{x0}:{x1}: {int((~finite).sum())} of {finite.size} frames hold "
                              "NaN/inf there; choose another reference (--reference-roi) or run with --no-drift")
     nonfinite = np.flatnonzero(~finite)
     all_frames = frames
-    frames = frames[finite]
+    if nonfinite.size:
+        frames = frames[finite]
     n_ref = min(N_REFERENCE_FRAMES, frames.shape[0])
     ref = frames[:n_ref].mean(axis=0)[y0 - ya:y1 - ya, x0 - xa:x1 - xa]
     shot = max(float(ref.mean()), 1e-12) / n_ref

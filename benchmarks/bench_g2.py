@@ -4,6 +4,7 @@ Run:  .venv/bin/python benchmarks/bench_g2.py kernel      [--frames 4096 16384] 
       .venv/bin/python benchmarks/bench_g2.py pipeline    [--sizes 1000x512 4000x512 4000x1024]
                                                           [--workers 2 --memory-limit 1GiB]
       .venv/bin/python benchmarks/bench_g2.py read        [--frames 4000 --side 640 --block 128]
+      .venv/bin/python benchmarks/bench_g2.py stage SERIES DRIFT   (e.g. the real-scale benchmark's kept stores)
 
 kernel: one thread, 64x64 pixels of Poisson counts (uint16), log-binned g2 (8 points per octave, lags up
 to T/2), side by side in one run: a per-pixel Python loop (as in published ECM code; run on a subset and
@@ -14,6 +15,9 @@ read: one thread reads (time, block, block) pixel blocks of a series store (rand
 writer) over all frames, as the g2 stage does: zarr's own selection against ecm_dask's shard reader (same bytes,
 same checksums), without drift and with a drift-like halo (each shard of frames read 10 px further on one
 side); prints seconds per block and GB/s of block, and checks both give the same array.
+
+stage: the g2 stage (``run_g2``, threaded scheduler) on an existing series store, with the shifts of DRIFT
+(a drift.zarr) undone and without drift; prints wall time and pixel-frames/s of each.
 
 pipeline: writes a series store of random counts (fast generator, not the synthetic wire) and runs
 correlate() -> to_zarr on a LocalCluster of N single-threaded workers with a memory limit; prints wall
@@ -235,6 +239,27 @@ def read(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def stage(args):
+    import xarray as xr
+
+    from ecm_dask.cluster import connect
+    from ecm_dask.pipeline.correlate import run_g2
+
+    shifts = xr.open_zarr(args.drift)["shift"].values
+    tmp = tempfile.mkdtemp(dir=os.environ.get("ECM_BENCH_TMP"))
+    try:
+        with connect("threads"):
+            for label, sh in (("with drift", shifts), ("without drift", None)):
+                out = os.path.join(tmp, "g2.zarr")
+                t0 = time.perf_counter()
+                run_g2(args.series, out, shifts=sh, progress=False, overwrite=True)
+                wall = time.perf_counter() - t0
+                n = int(np.prod(xr.open_zarr(args.series)["intensity"].shape))
+                print(f"g2 stage {label:>13}: {wall:6.1f} s, {n / wall:.3g} px-frames/s")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -249,8 +274,11 @@ def main(argv=None):
     r.add_argument("--frames", type=int, default=4000)
     r.add_argument("--side", type=int, default=640)
     r.add_argument("--block", type=int, default=128)
+    st = sub.add_parser("stage")
+    st.add_argument("series")
+    st.add_argument("drift")
     args = ap.parse_args(argv)
-    {"kernel": kernel, "pipeline": pipeline, "read": read}[args.what](args)
+    {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage}[args.what](args)
 
 
 if __name__ == "__main__":

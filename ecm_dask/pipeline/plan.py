@@ -7,9 +7,11 @@ such a limit before any cluster starts and says which limit (or block size) work
 The model (bytes of one task of the g2 stage, the largest of the pipeline):
 ``WORKER_BASE + BLOCK_FACTOR * block`` with ``block = frames x block pixels x itemsize`` (the stored dtype; float32
 when drift is undone by blending or for the fft estimator).  Calibrated with ``benchmarks/bench_task_memory.py`` on
-a one-worker LocalCluster (distributed's MemorySampler, 2000 x 256 x 256 synthetic series): peaks of 354 / 686 / 1082 MiB for blocks of 31 / 281 / 500 MiB,
-i.e. ~300 MiB of worker, imports, compiled kernels and the other stages, plus ~1.6x the block (the block, its
-registered copy, the kernel's work); the model gives 350 / 750 / 1100 MiB.
+a one-worker LocalCluster (distributed's MemorySampler, 2000 x 256 x 256 synthetic series): peaks of 354 / 686 / 1082 MiB for float32 blocks of 31 / 281 /
+500 MiB when drift was undone on a registered copy, i.e. ~300 MiB of worker, imports, compiled kernels and the other
+stages, plus ~1.6x the block; the model gives 350 / 750 / 1100 MiB.  Since the kernel gathers the registered pixels
+from uint16 regions (no copy), the peaks are 343 / 614 MiB for blocks of 62.5 / 250 MiB (model 400 / 700 MiB): the
+model stays on the safe side.
 """
 
 from __future__ import annotations

@@ -245,8 +245,9 @@ def test_the_multitau_driver_is_compiled_once_per_machine(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["uint16", "float32", "int32"])
 def test_the_tiled_transpose_equals_a_direct_masked_copy(dtype):
-    """load_chunk (tiles of 8 frames) = the zero-filled pixel-major copy, at any frame count, offset and mask."""
-    from ecm_dask.kernels._multitau import load_chunk
+    """load_chunk and load_plain (tiles of 8 frames) = the zero-filled pixel-major copy, at any frame count, offset
+    and mask."""
+    from ecm_dask.kernels._multitau import load_chunk, load_plain
 
     rng = np.random.default_rng(3)
     for n_t in (1, 7, 8, 9, 37, 64):
@@ -261,6 +262,9 @@ def test_the_tiled_transpose_equals_a_direct_masked_copy(dtype):
         zero = np.zeros(n_t, dtype=np.int64)
         load_chunk(x[:, None, :], zero, zero, 21, 5, 15, w, buf)
         expected = np.where(w[:, None] != 0, x[:, 5:15].astype(np.float64), 0.0).T
+        np.testing.assert_array_equal(buf, expected)
+        buf[:] = -1.0
+        load_plain(x, 5, 15, w, buf)
         np.testing.assert_array_equal(buf, expected)
 
 

@@ -159,7 +159,7 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
 
     Returns g2 (P, n_ch), g2 at lag 0 (P,), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.
     """
-    from ._multitau import driver_for, load_chunk
+    from ._multitau import driver_for, load_chunk, load_plain
 
     n_t = x.shape[0]
     n_p = grid[0] * grid[1]
@@ -174,6 +174,10 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
     status = np.zeros(n_p, dtype=np.uint8)
     mean = np.empty(n_p)
     chunk = min(PIXEL_CHUNK, n_p)
+    # no offsets and the grid is the whole (contiguous) region: a plain (T, P) block, loaded without gathering
+    plain = None
+    if (x.shape[1:] == tuple(grid) and x.flags.c_contiguous and not oy.any() and not ox.any()):
+        plain = x.reshape(n_t, n_p)
     buf = np.empty((chunk, n_t))
     num = np.empty((chunk, n_levels, 2 * m))
     head, tail = np.empty_like(num), np.empty_like(num)
@@ -182,7 +186,10 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
     for p0 in range(0, n_p, chunk):
         p1 = min(n_p, p0 + chunk)
         n = p1 - p0
-        load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
+        if plain is not None:
+            load_plain(plain, p0, p1, w, buf)
+        else:
+            load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
         num[:] = 0.0
         driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
         tot0, sum2 = total[:n, 0], num[:n, 0, 0]

@@ -64,18 +64,19 @@ def _count_statistics(intensity, n: int, step: int) -> tuple[np.ndarray, np.ndar
     """Mean and variance (float32) of integer counts over frames ``0, step, 2 step, ... < n``, read one stored run of
     frames at a time (straight from the store when it is one) and summed exactly in float64: no stack of frames
     and no float temporaries of the whole sample."""
-    from ..store.series import read_pixels
+    from ..store.series import read_pixels, store_backed
 
     frames = np.arange(0, n, step)
     chunks = getattr(intensity, "chunks", None)
-    run = int(max(chunks[0])) if chunks else n
+    run = int(max(chunks[0])) if chunks else n  # in memory (no chunks): views, nothing is copied
     ny, nx = intensity.shape[1:]
     s1, s2 = np.zeros((ny, nx)), np.zeros((ny, nx))
-    buf = np.empty((min(run, n), ny, nx), dtype=intensity.dtype)
+    buf = np.empty((min(run, n), ny, nx), dtype=intensity.dtype) if store_backed(intensity) else None
     f = np.empty((ny, nx))
     for t0 in range(0, int(frames[-1]) + 1, run):
         t1 = min(n, t0 + run)
-        block = read_pixels(intensity, slice(t0, t1), slice(None), slice(None), out=buf[:t1 - t0])
+        block = read_pixels(intensity, slice(t0, t1), slice(None), slice(None),
+                            out=None if buf is None else buf[:t1 - t0])
         for t in frames[(frames >= t0) & (frames < t1)]:
             np.copyto(f, block[t - t0], casting="unsafe")
             s1 += f

@@ -43,7 +43,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft as sfft
 
 from .lags import LagBins, MultiTauLags, log_lag_bins, multitau_lags
 
@@ -222,6 +221,8 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
 def _fft_block(x: np.ndarray, w: np.ndarray, bins: LagBins, normalization: str):
     """Binned g2 (P, n_bins) from exact linear lags, lag 0 (P,), pairs per bin, mean lag per bin, and (P,)
     True where a window mean of the symmetric normalisation is <= 0 at a lag with pairs."""
+    import scipy.fft as sfft  # only this estimator needs it (0.25 s of imports)
+
     n_p, n_t = x.shape
     max_lag = bins.max_lag
     nfft = sfft.next_fast_len(n_t + max_lag, real=True)

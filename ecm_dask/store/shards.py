@@ -53,7 +53,9 @@ class ShardReader:
     @classmethod
     def open(cls, path: str | os.PathLike) -> ShardReader | None:
         """A reader for the array at ``path`` (the folder holding its ``zarr.json``), or None if its layout is not
-        the one this reader knows."""
+        the one this reader knows (or the platform has no ``os.pread``)."""
+        if not hasattr(os, "pread"):
+            return None
         try:
             meta = json.loads((Path(path) / "zarr.json").read_text())
             dtype = np.dtype(meta["data_type"])

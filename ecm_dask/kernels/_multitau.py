@@ -22,6 +22,21 @@ from numba import njit
 _FAST = {"reassoc", "contract"}
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put8(buf, dst, n, t, r0, r1, r2, r3, r4, r5, r6, r7):  # pragma: no cover - compiled
+    """buf[dst + i, t + k] = r_k[i] for i < n, k < 8: eight consecutive frames of each pixel, one cache line."""
+    for i in range(n):
+        bp = buf[dst + i]
+        bp[t] = r0[i]
+        bp[t + 1] = r1[i]
+        bp[t + 2] = r2[i]
+        bp[t + 3] = r3[i]
+        bp[t + 4] = r4[i]
+        bp[t + 5] = r5[i]
+        bp[t + 6] = r6[i]
+        bp[t + 7] = r7[i]
+
+
 @njit(cache=True, nogil=True)
 def _load_plain_rows(x, p0, p1, w, buf, t0, t1):  # pragma: no cover - compiled
     """buf[p, t] = x[t, p0 + p] for t0 <= t < t1, 0 on masked frames (one row at a time)."""
@@ -43,18 +58,8 @@ def load_plain(x, p0, p1, w, buf):  # pragma: no cover - compiled
     while t + 8 <= n_t:
         if (w[t] != 0.0 and w[t + 1] != 0.0 and w[t + 2] != 0.0 and w[t + 3] != 0.0 and w[t + 4] != 0.0
                 and w[t + 5] != 0.0 and w[t + 6] != 0.0 and w[t + 7] != 0.0):
-            r0, r1, r2, r3 = x[t, p0:p1], x[t + 1, p0:p1], x[t + 2, p0:p1], x[t + 3, p0:p1]
-            r4, r5, r6, r7 = x[t + 4, p0:p1], x[t + 5, p0:p1], x[t + 6, p0:p1], x[t + 7, p0:p1]
-            for p in range(n_p):
-                bp = buf[p]
-                bp[t] = r0[p]
-                bp[t + 1] = r1[p]
-                bp[t + 2] = r2[p]
-                bp[t + 3] = r3[p]
-                bp[t + 4] = r4[p]
-                bp[t + 5] = r5[p]
-                bp[t + 6] = r6[p]
-                bp[t + 7] = r7[p]
+            _put8(buf, 0, n_p, t, x[t, p0:p1], x[t + 1, p0:p1], x[t + 2, p0:p1], x[t + 3, p0:p1],
+                  x[t + 4, p0:p1], x[t + 5, p0:p1], x[t + 6, p0:p1], x[t + 7, p0:p1])
         else:
             _load_plain_rows(x, p0, p1, w, buf, t, t + 8)
         t += 8
@@ -107,16 +112,7 @@ def load_chunk(x, oy, ox, nx, p0, p1, w, buf):  # pragma: no cover - compiled
                 r5 = x[t + 5, oy[t + 5] + y, ox[t + 5] + xa:ox[t + 5] + xb]
                 r6 = x[t + 6, oy[t + 6] + y, ox[t + 6] + xa:ox[t + 6] + xb]
                 r7 = x[t + 7, oy[t + 7] + y, ox[t + 7] + xa:ox[t + 7] + xb]
-                for i in range(n):
-                    bp = buf[dst + i]
-                    bp[t] = r0[i]
-                    bp[t + 1] = r1[i]
-                    bp[t + 2] = r2[i]
-                    bp[t + 3] = r3[i]
-                    bp[t + 4] = r4[i]
-                    bp[t + 5] = r5[i]
-                    bp[t + 6] = r6[i]
-                    bp[t + 7] = r7[i]
+                _put8(buf, dst, n, t, r0, r1, r2, r3, r4, r5, r6, r7)
             else:
                 _load_rows(x, oy, ox, y, xa, xb, dst, w, buf, t, t + 8)
             t += 8

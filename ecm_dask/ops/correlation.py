@@ -81,10 +81,11 @@ def _read_region(path, plan: G2Plan, y0, y1, x0, x1, dtype=None, fill=None, out=
                        plan.region_origin(y0, x0), dtype=dtype, fill=fill, out=out)
 
 
-def _direct_block(ys, xs, shifts, *, path, plan, mode, n_out, method, **kw):
+def _direct_block(ys, xs, shifts, *, path, plan, stored, mode, n_out, method, **kw):
     """One g2 task of the direct path: read the region (+ halo), correlate it with the drift undone, pack.
 
-    ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace.  In
+    ``ys``, ``xs`` are the pixel indices of the block (blocks of two aranges), ``shifts`` the whole trace, ``stored``
+    the stored dtype.  In
     whole-pixel mode (and without drift) the region stays in the stored dtype, in this thread's reused buffer, and
     the multi-tau kernel gathers the registered pixels while it loads them; bilinear shifts (and ``fft``) blend a
     registered float32 copy first.  Pixels that leave the field of view get NaN and ``PIXEL_OUTSIDE``.
@@ -97,7 +98,7 @@ def _direct_block(ys, xs, shifts, *, path, plan, mode, n_out, method, **kw):
     hy, hx = plan.halo
     if method == "multitau" and (mode == "integer" or not has_shifts):
         with _one_thread():
-            region = _read_region(path, plan, y0, y1, x0, x1, out=scratch(shape, _stored_dtype(path)))
+            region = _read_region(path, plan, y0, y1, x0, x1, out=scratch(shape, stored))
             offsets = np.zeros((shape[0], 2), dtype=np.int64) + (hy, hx)
             if has_shifts:
                 offsets += source_offsets(shifts, "integer")[0]  # whole pixels, rounded as shift_block does
@@ -115,12 +116,6 @@ def _direct_block(ys, xs, shifts, *, path, plan, mode, n_out, method, **kw):
         out[~cover, :-1] = np.nan
         out[~cover, -1] = K.PIXEL_OUTSIDE
     return out
-
-
-def _stored_dtype(path) -> np.dtype:
-    import zarr
-
-    return zarr.open_array(os.path.join(path, S.INTENSITY), mode="r").dtype
 
 
 def _one_thread():
@@ -147,7 +142,7 @@ def _direct(intensity, path, plan: G2Plan, shifts, mode, n_lag, kw):
         warnings.simplefilter("ignore", da.PerformanceWarning)
         packed = da.blockwise(_direct_block, "yxl", ys, "y", xs, "x", sh, "ta", new_axes={"l": n_out},
                               concatenate=True, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), path=path,
-                              plan=plan, mode=mode, n_out=n_out, **kw)
+                              plan=plan, stored=np.dtype(intensity.dtype), mode=mode, n_out=n_out, **kw)
     return (packed[..., :n_lag], packed[..., n_lag], packed[..., n_lag + 1],
             packed[..., n_lag + 2].astype(np.uint8))
 
@@ -291,10 +286,9 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     if shifts is not None:
         if shift_mode not in SHIFT_MODES:
             raise ValueError(f"shift mode must be one of {SHIFT_MODES}, got {shift_mode!r}")
+        shifts = _shift_array(shifts, n_t)
         if path is None:
-            data, cover = register(intensity, shifts, shift_mode)
-        else:
-            _shift_array(shifts, n_t)  # checked here; each task marks its pixels out of view
+            data, cover = register(intensity, shifts, shift_mode)  # the direct path's tasks mark pixels out of view
     if pool > 1 and pool_mode == "sum":
         data = data.coarsen({S.Y: pool, S.X: pool}, boundary="trim").reduce(np.sum)  # NaN stays NaN
         if saturation is not None:
@@ -309,13 +303,9 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     kw = dict(method=method, points_per_octave=points_per_octave, max_lag=max_lag_frames,
               normalization=normalization, frame_mask=mask, saturation=saturation)
     if path is not None:  # one task per block reads its region from the store: no per-chunk tasks or transfers
-        itemsize = np.dtype(intensity.dtype).itemsize
-        if method != "multitau" and shifts is not None:
-            itemsize = 4  # a registered float32 copy
-        plan = plan_g2(n_t, (ny, nx), tile, itemsize, shard_frames=max(darr.chunks[0]), block_bytes=block_bytes,
-                       shifts=None if shifts is None else _shift_array(shifts, n_t), mode=shift_mode)
-        arrays = _direct(intensity, path, plan, None if shifts is None else _shift_array(shifts, n_t), shift_mode,
-                         lag_frames.size, kw)
+        plan = plan_g2(n_t, (ny, nx), tile, np.dtype(intensity.dtype).itemsize, shard_frames=max(darr.chunks[0]),
+                       block_bytes=block_bytes, shifts=shifts, mode=shift_mode, method=method)
+        arrays = _direct(intensity, path, plan, shifts, shift_mode, lag_frames.size, kw)
         dims = [(S.Y, S.X, S.LAG), (S.Y, S.X), (S.Y, S.X), (S.Y, S.X)]
         coords = {S.Y: intensity[S.Y], S.X: intensity[S.X]}
         g, g0, mean, status = (xr.DataArray(a, dims=d, coords=coords) for a, d in zip(arrays, dims))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..store.region import Read
 
-__all__ = ["BLOCK_BYTES", "G2Plan", "Read", "block_tiles", "plan_g2"]
+__all__ = ["BLOCK_BYTES", "G2Plan", "Read", "block_tiles", "plan_g2", "region_itemsize"]
 
 #: target uncompressed bytes of one (time, y, x) pixel block handed to the g2 kernel
 BLOCK_BYTES = 160 << 20
@@ -121,24 +121,34 @@ class G2Plan:
             * self.itemsize
 
 
+def region_itemsize(itemsize: int, *, drift: bool, method: str = "multitau", shift_mode: str = "integer",
+                    pool_sum: bool = False) -> int:
+    """Bytes per value of a g2 task's block: the stored ``itemsize``, or 4 where drift is undone on a float32
+    registered copy first (blended shifts, the fft estimator, pooled sums); whole-pixel shifts are gathered by the
+    multi-tau kernel from the stored dtype."""
+    if drift and (shift_mode != "integer" or method != "multitau" or pool_sum):
+        return 4
+    return int(itemsize)
+
+
 def plan_g2(n_frames: int, frame: tuple[int, int], tile: tuple[int, int], itemsize: int, *,
             shard_frames: int | None = None, block_bytes: int = BLOCK_BYTES, shifts=None,
-            mode: str = "integer") -> G2Plan:
+            mode: str = "integer", method: str = "multitau") -> G2Plan:
     """Plan the g2 blocks of a ``n_frames x frame`` series stored in ``tile`` chunks of ``shard_frames`` frames.
 
-    ``itemsize`` is the stored value size; with ``shifts`` in ``"bilinear"`` mode the region is float32 (frames are
-    blended before correlating), with ``"integer"`` shifts it stays in the stored dtype (gathered by the kernel).
+    ``itemsize`` is the stored value size; the region's follows :func:`region_itemsize` (float32 where a registered
+    copy is made, the stored dtype where the kernel gathers whole-pixel shifts).
     """
     from ..kernels.shift import halo_for, source_offsets
 
     ny, nx = (int(v) for v in frame)
     tile = (max(1, min(int(tile[0]), ny)), max(1, min(int(tile[1]), nx)))
     offsets, halo = None, (0, 0)
-    if shifts is not None and np.asarray(shifts).size:
+    drift = shifts is not None and np.asarray(shifts).size > 0
+    if drift:
         halo = halo_for(shifts, mode)
         offsets = source_offsets(shifts, mode)
-        if mode != "integer":
-            itemsize = 4
+    itemsize = region_itemsize(itemsize, drift=drift, method=method, shift_mode=mode)
     block = block_tiles(int(n_frames), int(itemsize), tile, (ny, nx), int(block_bytes))
     return G2Plan(n_frames=int(n_frames), frame=(ny, nx), tile=tile,
                   shard_frames=int(shard_frames or n_frames), itemsize=int(itemsize), block=block, halo=halo,

@@ -55,18 +55,15 @@ def plan_run(config, ds) -> Plan:
     import numpy as np
 
     from .. import schema as S
-    from ..ops.g2plan import plan_g2
+    from ..ops.g2plan import plan_g2, region_itemsize
 
     da = ds[S.INTENSITY]
     n_t, ny, nx = (int(s) for s in da.shape)
     chunks = da.encoding.get("chunks") or (n_t, min(64, ny), min(64, nx))
     tile = (int(chunks[1]), int(chunks[2]))
     g = config.g2
-    itemsize = np.dtype(da.dtype).itemsize
-    # a registered float32 copy is made for blended (bilinear) shifts, fft, and pooled sums; whole-pixel shifts are
-    # gathered by the multi-tau kernel from the stored dtype
-    if config.drift and (g.shift_mode != "integer" or g.method != "multitau" or (g.pool > 1 and g.pool_mode == "sum")):
-        itemsize = 4
+    itemsize = region_itemsize(np.dtype(da.dtype).itemsize, drift=config.drift, method=g.method,
+                               shift_mode=g.shift_mode, pool_sum=g.pool > 1 and g.pool_mode == "sum")
     plan = plan_g2(n_t, (ny, nx), tile, itemsize, shard_frames=int(chunks[0]), block_bytes=g.block_bytes)
     smallest = n_t * min(tile[0], ny) * min(tile[1], nx) * itemsize
     return Plan(n_frames=n_t, block=plan.block, block_bytes=plan.block_bytes, n_blocks=plan.n_blocks,

@@ -87,9 +87,12 @@ def read_region(path: str | os.PathLike, reads: Iterable[Read], shape: tuple[int
     from .integrity import read_checked
     from .shards import ShardReader, Unreadable
 
-    arr = zarr.open_array(os.path.join(path, name), mode="r")
-    dtype = arr.dtype if dtype is None else np.dtype(dtype)
-    fast = ShardReader.open(os.path.join(path, name)) if dtype == arr.dtype else None
+    fast = ShardReader.open(os.path.join(path, name))  # its metadata gives the stored dtype without zarr
+    arr = None if fast is not None else zarr.open_array(os.path.join(path, name), mode="r")
+    stored = fast.dtype if fast is not None else arr.dtype
+    dtype = stored if dtype is None else np.dtype(dtype)
+    if dtype != stored:
+        fast = None
     chunk = scratch((fast.chunk_bytes,), np.uint8, slot="chunk") if fast is not None else None
     if out is None:
         out = np.empty(shape, dtype=dtype)
@@ -107,7 +110,9 @@ def read_region(path: str | os.PathLike, reads: Iterable[Read], shape: tuple[int
                 continue
             except Unreadable:  # damaged, missing, unexpected: zarr reads it and names what is wrong
                 pass
-        if dtype == arr.dtype:
+        if arr is None:
+            arr = zarr.open_array(os.path.join(path, name), mode="r")
+        if dtype == stored:
             read_checked(arr, sel, path, name, out=dst)
         else:
             dst[...] = read_checked(arr, sel, path, name)

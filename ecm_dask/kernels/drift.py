@@ -34,22 +34,7 @@ REFINE_PASSES = 2
 # ------------------------------------------------------------------------------------------ helpers
 def _window1d(n: int, kind: str | None, shift: float = 0.0) -> np.ndarray:
     """Periodic apodisation window of length ``n`` evaluated at ``arange(n) - shift`` (0 outside)."""
-    u = np.arange(n, dtype=np.float64) - shift
-    if kind is None:
-        return np.ones(n)
-    inside = (u >= 0) & (u <= n)
-    if kind == "hann":
-        w = np.sin(np.pi * u / n) ** 2
-    elif kind == "tukey":
-        taper = 0.5 * _TUKEY_ALPHA * n
-        w = np.ones(n)
-        lo = u < taper
-        hi = u > n - taper
-        w[lo] = 0.5 * (1.0 - np.cos(np.pi * u[lo] / taper))
-        w[hi] = 0.5 * (1.0 - np.cos(np.pi * (n - u[hi]) / taper))
-    else:  # pragma: no cover - checked by callers
-        raise ValueError(f"window must be one of {WINDOWS}, got {kind!r}")
-    return np.where(inside, w, 0.0)
+    return _windows1d(n, kind, np.array([shift], dtype=np.float64))[0]
 
 
 def _check_window(window) -> None:
@@ -94,12 +79,7 @@ def _scaled(img: np.ndarray, inplace: bool = False) -> np.ndarray:
 
 def _spectrum(img: np.ndarray, kind: str | None, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """FFT of the image minus its window-weighted mean, times the window shifted by ``shift``."""
-    wy = _window1d(img.shape[0], kind, shift[0])
-    wx = _window1d(img.shape[1], kind, shift[1])
-    w = wy[:, None] * wx[None, :]
-    sw = w.sum()
-    mean = (img * w).sum() / sw if sw > 0 else img.mean()
-    return np.fft.fft2((img - mean) * w)
+    return _spectra(img[None], kind, np.array([shift], dtype=np.float64))[0]
 
 
 def _weights(shape: tuple[int, int]) -> np.ndarray:
@@ -119,41 +99,23 @@ def _weights(shape: tuple[int, int]) -> np.ndarray:
 def _cross_power(f_ref: np.ndarray, f_img: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted ``G conj(F) / |G conj(F)|``; its inverse transform peaks at ``+(dy, dx)`` with height
     1 (weights sum to 1) for identical, shifted content."""
-    r = f_img * np.conj(f_ref)
-    mag = np.abs(r)
-    top = mag.max() if mag.size else 0.0
-    eps = 1e-12 * top if top > 0 else 1.0
-    return weights * r / np.maximum(mag, eps)
+    return _cross_powers(f_ref, f_img[None], weights)[0]
 
 
 def _coarse_peak(r: np.ndarray, max_shift: tuple[float, float] | None) -> tuple[int, int]:
-    ny, nx = r.shape
-    corr = np.real(np.fft.ifft2(r))
-    if max_shift is not None:
-        fy = np.fft.fftfreq(ny) * ny
-        fx = np.fft.fftfreq(nx) * nx
-        allowed = (np.abs(fy)[:, None] <= max_shift[0] + 0.5) & (np.abs(fx)[None, :] <= max_shift[1] + 0.5)
-        corr = np.where(allowed, corr, -np.inf)
-    iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
-    return int(iy - ny if iy > ny // 2 else iy), int(ix - nx if ix > nx // 2 else ix)
+    dy, dx = _coarse_peaks(r[None], max_shift)[0]
+    return int(dy), int(dx)
 
 
 def _upsampled_idft(r: np.ndarray, centre: tuple[float, float], upsample: int, size: int) -> np.ndarray:
     """Real part of ``sum_k r(k) exp(2 pi i k.s)`` on a ``size x size`` grid of step ``1/upsample`` px
     centred on ``centre``: two small matrix multiplications (Guizar-Sicairos et al. 2008) instead of
     a zero-padded FFT."""
-    ny, nx = r.shape
-    off = (np.arange(size) - size // 2) / upsample
-    ky = np.exp(2j * np.pi * (centre[0] + off)[:, None] * np.fft.fftfreq(ny)[None, :])  # (size, ny)
-    kx = np.exp(2j * np.pi * np.fft.fftfreq(nx)[:, None] * (centre[1] + off)[None, :])  # (nx, size)
-    return np.real(ky @ r @ kx)
+    return _upsampled_idfts(r[None], np.array([centre], dtype=np.float64), upsample, size)[0]
 
 
 def _parabolic(cm: float, c0: float, cp: float) -> float:
-    den = cm - 2.0 * c0 + cp
-    if not den < 0:  # not a maximum
-        return 0.0
-    return float(np.clip(0.5 * (cm - cp) / den, -0.5, 0.5))
+    return float(_parabolas(cm, c0, cp))
 
 
 def _locate(r: np.ndarray, centre: tuple[float, float], upsample: int,
@@ -188,15 +150,8 @@ def _refine_tracked(f_ref: np.ndarray, crop: np.ndarray, frac: tuple[float, floa
     """Residual shift of ``crop`` against the reference spectrum ``f_ref`` (same size, window at 0):
     the crop's window is moved with the current estimate, so the apodisation does not pull the
     estimate towards zero; repeated ``REFINE_PASSES`` times."""
-    fy, fx = frac
-    pk = 0.0
-    for _ in range(REFINE_PASSES if window is not None else 1):
-        r = _cross_power(f_ref, _spectrum(crop, window, (fy, fx)), weights)
-        ny, nx, pk = _locate(r, (fy, fx), upsample)
-        if abs(ny) > 1.5 or abs(nx) > 1.5:  # lost: keep the previous estimate
-            break
-        fy, fx = ny, nx
-    return fy, fx, pk
+    fy, fx, pk = _refine_many(f_ref, crop[None], np.array([frac], dtype=np.float64), window, weights, upsample)
+    return float(fy[0]), float(fx[0]), float(pk[0])
 
 
 # ------------------------------------------------------------------ the same steps on stacks of frames
@@ -260,21 +215,27 @@ def _parabolas(cm, c0, cp) -> np.ndarray:
     return np.where(den < 0, v, 0.0)
 
 
+def _upsampled_idfts(r: np.ndarray, centres: np.ndarray, upsample: int, size: int) -> np.ndarray:
+    """:func:`_upsampled_idft` of a stack ``r (B, ny, nx)`` around ``centres (B, 2)`` (batched matrix products)."""
+    b, ny, nx = r.shape
+    off = (np.arange(size) - size // 2) / upsample
+    fy, fx = np.fft.fftfreq(ny), np.fft.fftfreq(nx)
+    # exp(2 pi i (c + off) f) = exp(2 pi i c f) exp(2 pi i off f): B x n exponentials instead of B x size x n
+    ky = np.exp(2j * np.pi * centres[:, 0, None] * fy)[:, None, :] * np.exp(2j * np.pi * off[:, None] * fy)
+    kx = np.exp(2j * np.pi * centres[:, 1, None] * fx)[:, :, None] * np.exp(2j * np.pi * fx[:, None] * off)
+    return np.real(ky @ r @ kx)  # (B, size, size)
+
+
 def _locate_many(r: np.ndarray, centres: np.ndarray, upsample: int, limit=None):
     """:func:`_locate` for a stack of cross-powers ``r (B, ny, nx)`` near ``centres (B, 2)``: dy, dx, peak (B,).
 
     One upsampled DFT for all of them (batched matrix products); the few whose maximum lies on the border of the
     upsampled region, and need it moved, go through :func:`_locate` one by one."""
-    b, ny, nx = r.shape
+    b = r.shape[0]
     size = int(math.ceil(1.5 * upsample)) | 1
     half = size // 2
     c = np.round(np.asarray(centres, dtype=np.float64) * upsample) / upsample
-    off = (np.arange(size) - half) / upsample
-    fy, fx = np.fft.fftfreq(ny), np.fft.fftfreq(nx)
-    # exp(2 pi i (c + off) f) = exp(2 pi i c f) exp(2 pi i off f): B x n exponentials instead of B x size x n
-    ky = np.exp(2j * np.pi * c[:, 0, None] * fy)[:, None, :] * np.exp(2j * np.pi * off[:, None] * fy)  # (B, size, ny)
-    kx = np.exp(2j * np.pi * c[:, 1, None] * fx)[:, :, None] * np.exp(2j * np.pi * fx[:, None] * off)  # (B, nx, size)
-    up = np.real(ky @ r @ kx)
+    up = _upsampled_idfts(r, c, upsample, size)
     j = np.argmax(up.reshape(b, -1), axis=1)
     jy, jx = j // size, j % size
     inner = (jy > 0) & (jy < size - 1) & (jx > 0) & (jx < size - 1)

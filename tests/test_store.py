@@ -86,7 +86,7 @@ def test_one_shard_file_per_time_slab_with_the_configured_codecs(tmp_path):
     assert files == ["0", "1", "2"]  # ceil(40 / 16) shards, each one file covering the whole frame
     blosc = arr.metadata.codecs[0].codecs[1]
     assert (str(getattr(blosc.cname, "value", blosc.cname)), str(getattr(blosc.shuffle, "value", blosc.shuffle))) == (
-        "zstd", "bitshuffle")
+        "lz4", "bitshuffle")
 
 
 class _CountingStore(zarr.storage.WrapperStore):

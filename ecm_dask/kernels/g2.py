@@ -151,6 +151,43 @@ def _level_weights(w: np.ndarray, lags: MultiTauLags):
     return pairs, w_first, w_last, np.asarray(w_tot)
 
 
+def normalise_multitau(num, head, tail, total, maxval, lags: MultiTauLags, weights, normalization: str,
+                       saturation: float | None):
+    """g2, lag 0, status and mean of pixels from their multi-tau sums (the estimator of the module docstring).
+
+    ``num``, ``head``, ``tail`` (P, n_levels, 2m): per level, the lagged products, the sums of the first ``k`` and
+    of the last ``k`` (averaged) frames at lag index ``k`` (``num[:, 0, 0]`` the sum of squares); ``total``
+    (P, n_levels) the sums per level; ``maxval`` (P,) the largest raw value; ``weights`` from
+    :func:`_level_weights`.  Shared by the block correlator and the streaming one
+    (:mod:`ecm_dask.kernels.streaming`), so both give the same numbers from the same sums.
+    """
+    pairs, w_first, w_last, w_tot = weights
+    n = total.shape[0]
+    tot0, sum2 = total[:, 0], num[:, 0, 0]
+    c_num = num[:, lags.level, lags.k].T  # (n_ch, P)
+    tot = total[:, lags.level].T
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        m0 = tot0 / w_tot[0]
+        corr = c_num / pairs[:, None]
+        if normalization == "symmetric":
+            first = (tot - tail[:, lags.level, lags.k].T) / w_first[:, None]
+            last = (tot - head[:, lags.level, lags.k].T) / w_last[:, None]
+            den = first * last
+            # a window without intensity (at a lag point with pairs): g2 undefined
+            empty = ((~(first > 0) | ~(last > 0)) & (pairs > 0)[:, None]).any(axis=0)
+        else:
+            den = (m0 * m0)[None, :]
+            empty = np.zeros(n, dtype=bool)
+        out = (corr / den).T
+        lag0 = (sum2 / w_tot[0]) / (m0 * m0)
+    status = np.zeros(n, dtype=np.uint8)
+    if saturation is not None:
+        status[maxval >= saturation] = PIXEL_SATURATED
+    status[~(m0 > 0) | empty] = PIXEL_DARK
+    status[~np.isfinite(tot0) | ~np.isfinite(sum2)] = PIXEL_NONFINITE
+    return out, lag0, status, m0
+
+
 def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[int, int], w: np.ndarray,
                     lags: MultiTauLags, normalization: str, saturation: float | None):
     """Multi-tau g2 of the ``grid = (ny, nx)`` pixels gathered from ``x (T, ry, rx)`` at per-frame offsets ``oy, ox``
@@ -167,7 +204,8 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
         return np.empty((0, n_ch)), np.empty(0), _level_weights(w, lags)[0], np.empty(0, np.uint8), np.empty(0)
     m, n_levels = lags.m, max(lags.n_levels, 1)
     driver = driver_for(m)
-    pairs, w_first, w_last, w_tot = _level_weights(w, lags)
+    weights = _level_weights(w, lags)
+    pairs = weights[0]
     out = np.empty((n_p, n_ch))
     lag0 = np.empty(n_p)
     status = np.zeros(n_p, dtype=np.uint8)
@@ -191,29 +229,8 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
             load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
         num[:] = 0.0
         driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
-        tot0, sum2 = total[:n, 0], num[:n, 0, 0]
-        c_num = num[:n, lags.level, lags.k].T  # (n_ch, Pc)
-        tot = total[:n, lags.level].T
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            m0 = tot0 / w_tot[0]
-            corr = c_num / pairs[:, None]
-            if normalization == "symmetric":
-                first = (tot - tail[:n, lags.level, lags.k].T) / w_first[:, None]
-                last = (tot - head[:n, lags.level, lags.k].T) / w_last[:, None]
-                den = first * last
-                # a window without intensity (at a lag point with pairs): g2 undefined
-                empty = ((~(first > 0) | ~(last > 0)) & (pairs > 0)[:, None]).any(axis=0)
-            else:
-                den = (m0 * m0)[None, :]
-                empty = np.zeros(n, dtype=bool)
-            out[p0:p1] = (corr / den).T
-            lag0[p0:p1] = (sum2 / w_tot[0]) / (m0 * m0)
-        mean[p0:p1] = m0
-        st = status[p0:p1]
-        if saturation is not None:
-            st[maxval[:n] >= saturation] = PIXEL_SATURATED
-        st[~(m0 > 0) | empty] = PIXEL_DARK
-        st[~np.isfinite(tot0) | ~np.isfinite(sum2)] = PIXEL_NONFINITE
+        out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1] = normalise_multitau(
+            num[:n], head[:n], tail[:n], total[:n], maxval[:n], lags, weights, normalization, saturation)
     return out, lag0, pairs, status, mean
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``ecm-dask ingest | run | info | verify | report | demo``.
+"""Command line: ``ecm-dask ingest | run | info | verify | report | demo | watch | simulate-camera``.
 
 User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
 status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
@@ -377,3 +377,81 @@ def demo(output, size, frames, seed, overwrite, quiet):
 
 if __name__ == "__main__":  # pragma: no cover
     entry()
+
+
+def _rate(ctx, param, value):
+    """``4``, ``4/s`` or ``10fps`` -> frames per second."""
+    text = str(value).strip().lower().removesuffix("fps").removesuffix("/s").strip()
+    try:
+        rate = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a rate; give frames per second, e.g. 4/s") from None
+    if not (rate > 0 and rate < float("inf")):
+        raise click.BadParameter(f"{value!r}: the rate must be a positive number of frames per second")
+    return rate
+
+
+def _seconds(ctx, param, value):
+    """``30``, ``30s``, ``2min`` -> seconds."""
+    text = str(value).strip().lower()
+    scale = 60.0 if text.endswith("min") else 1.0
+    text = text.removesuffix("min").removesuffix("s").strip()
+    try:
+        v = float(text) * scale
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration; e.g. 30s or 2min") from None
+    if not (v > 0 and v < float("inf")):
+        raise click.BadParameter(f"{value!r}: give a positive duration")
+    return v
+
+
+@main.command()
+@click.argument("source", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(), help="results store written at every update")
+@click.option("--frame-time", type=float, required=True, help="seconds between frames")
+@click.option("--pixel-size", type=float, required=True, help="pixel size in nm")
+@click.option("--points-per-octave", type=int, default=8, show_default=True)
+@click.option("--update-every", default="30s", callback=_seconds, show_default=True,
+              help="refit the maps and write the results this often")
+@click.option("--poll", "poll_s", default="0.5s", callback=_seconds, show_default=True, help="folder polling interval")
+@click.option("--frames", "stop_after", type=int, help="stop after this many frames")
+@click.option("--idle-stop", default=None, callback=lambda c, p, v: None if v is None else _seconds(c, p, v),
+              help="stop when no frame came for this long (e.g. 60s); default: until Ctrl-C")
+@_friendly
+def watch(source, output, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, idle_stop):
+    """Correlate the frames a camera writes into SOURCE (one TIFF per frame) while they arrive.
+
+    Every update writes OUTPUT (same contract as `ecm-dask run --no-drift`) and prints one line per region: how
+    many pixels already have a series >= 40 tau, the time still needed, and whether frames are short enough
+    (<= 0.1 tau).  Stopped (Ctrl-C, kill) and started again, it continues from the frames already summed.
+    """
+    from .live.watch import watch as run_watch
+
+    run_watch(source, output, frame_time_s=frame_time, pixel_size_nm=pixel_size, points_per_octave=points_per_octave,
+              update_every=update_every, poll_s=poll_s, stop_after=stop_after, idle_stop=idle_stop, echo=click.echo)
+
+
+@main.command("simulate-camera")
+@click.argument("output", type=click.Path(file_okay=False))
+@click.option("--rate", default="4/s", callback=_rate, show_default=True, help="frames per second")
+@click.option("--frames", "n_frames", type=int, default=400, show_default=True)
+@click.option("--size", default="64x64", show_default=True, help="ny x nx of the synthetic wire")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start", type=int, default=0, help="first frame to write (to continue an interrupted simulation)")
+@_friendly
+def simulate_camera(output, rate, n_frames, size, seed, start):
+    """Write the synthetic nanowire's frames into OUTPUT at RATE, one TIFF per frame, as a camera does
+    (frame time 0.5 s, pixel 0.33 nm: give those to `ecm-dask watch`)."""
+    from .errors import ParameterError
+    from .live.camera import simulate_camera as sim
+    from .live.camera import synthetic_frames
+
+    try:
+        ny, nx = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ParameterError(f"--size {size!r}: give NYxNX, e.g. 64x64") from None
+    frames, p = synthetic_frames(n_frames, ny, nx, seed=seed)
+    click.echo(f"camera: {n_frames} frames of {ny}x{nx} px into {output} at {rate:g}/s "
+               f"(frame time {p.frame_time_s} s, pixel {p.pixel_size_nm} nm)")
+    n = sim(output, frames, rate=rate, start=start, echo=click.echo)
+    click.echo(f"camera: done, {n} frames written")

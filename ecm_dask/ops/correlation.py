@@ -331,6 +331,22 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
                                                                         boundary="trim").mean()
         ds = ds.where(worst == K.PIXEL_OK)
         ds["status"] = worst.astype(np.uint8)
+    return label_g2(ds, lag_frames, pairs, frame_time, {
+        "read_path": "direct from store" if path is not None else "dask chunks",
+        "estimator": method, "normalization": normalization, "points_per_octave": int(points_per_octave),
+        "max_lag_frames": int(max_lag_frames), "frame_time_s": frame_time, "n_frames": int(n_t),
+        "n_bad_frames": int(0 if mask is None else (~mask).sum()), "pool": int(pool), "pool_mode": pool_mode,
+        "shift_mode": shift_mode if shifts is not None else "none",
+        "saturation": float("nan") if saturation is None else float(saturation),
+    })
+
+
+def label_g2(ds, lag_frames, pairs, frame_time: float, attrs: dict):
+    """The g2 dataset's coordinates, attributes and descriptions: ``ds`` holds ``g2 (y, x, lag)``, ``g2_lag0``,
+    ``mean_intensity`` and ``status (y, x)``; one description for every producer of a ``g2.zarr`` (the g2 stage
+    and the live correlator), so the fit and the results read them alike."""
+    import xarray as xr
+
     ds = ds.assign_coords({S.LAG: (S.LAG, lag_frames * frame_time, S.coord_attrs(S.LAG, "lag time")),
                            "lag_frames": (S.LAG, lag_frames, {"long_name": "lag in frames"})})
     ds["pairs"] = xr.DataArray(pairs, dims=(S.LAG,), attrs={
@@ -343,14 +359,7 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
     ds["status"].attrs.update({"long_name": "pixel status", "flag_values": list(K.PIXEL_STATUS),
                                "flag_meanings": " ".join(v.replace(" ", "_").replace("(", "").replace(")", "")
                                                          for v in K.PIXEL_STATUS.values())})
-    ds.attrs.update({
-        "read_path": "direct from store" if path is not None else "dask chunks",
-        "estimator": method, "normalization": normalization, "points_per_octave": int(points_per_octave),
-        "max_lag_frames": int(max_lag_frames), "frame_time_s": frame_time, "n_frames": int(n_t),
-        "n_bad_frames": int(0 if mask is None else (~mask).sum()), "pool": int(pool), "pool_mode": pool_mode,
-        "shift_mode": shift_mode if shifts is not None else "none",
-        "saturation": float("nan") if saturation is None else float(saturation),
-    })
+    ds.attrs.update(attrs)
     return ds
 
 

@@ -52,17 +52,21 @@ def _push(frames, count, ring, num, head, total, maxval, m):  # pragma: no cover
                 else:
                     k_lo = m
                 k_hi = min(two_m - 1, n)
+                pos = n % two_m  # ring slot of this value; value n - k sits k slots back (no division per lag)
                 for k in range(k_lo, k_hi + 1):
-                    nm[k] += r[(n - k) % two_m] * v
+                    j = pos - k
+                    if j < 0:
+                        j += two_m
+                    nm[k] += r[j] * v
                 if n < two_m:  # value n is one of the first ones: part of head[k] for k > n
                     hd = head[p, level]
                     for k in range(max(n + 1, k_lo), two_m):
                         hd[k] += v
                 total[p, level] += v
-                r[n % two_m] = v
+                r[pos] = v
                 c[level] = n + 1
-                if (n + 1) % 2 == 0 and level + 1 < n_levels:
-                    v = 0.5 * (r[(n - 1) % two_m] + v)
+                if n % 2 == 1 and level + 1 < n_levels:
+                    v = 0.5 * (r[pos - 1] + v)  # pos is odd: the pair's first value is the slot before
                     level += 1
                     continue
                 break
@@ -128,10 +132,11 @@ class MultiTauState:
         # a new level starts empty: :meth:`reserve` adds it before the frames that give it its first value
         self.count = np.concatenate([self.count, np.zeros(add, np.int64)])
 
-    def push(self, frames, pixels: slice | None = None) -> None:
+    def push(self, frames, pixels: slice | None = None, threads: int = 1) -> None:
         """Add frames ``(Tb, P)`` (time first, any numeric dtype; P = all pixels, or those of ``pixels``).
 
         With ``pixels``, call once per pixel slice for the same frames and then :meth:`advance` once.
+        ``threads`` > 1 splits the pixels between threads (the compiled update releases the GIL).
         """
         x = np.asarray(frames)
         if x.ndim != 2:
@@ -144,7 +149,21 @@ class MultiTauState:
             self.saturation = float(np.iinfo(x.dtype).max)  # as the block correlator's default
         if pixels is None:
             self.reserve(self.n_frames + x.shape[0])
-        _push(x, self.count, self.ring[sl], self.num[sl], self.head[sl], self.total[sl], self.maxval[sl], self.m)
+        n_thr = max(1, min(int(threads), (p1 - p0) // 1024 or 1))
+        cuts = np.linspace(p0, p1, n_thr + 1).astype(int)
+
+        def one(a: int, b: int) -> None:
+            s = slice(a, b)
+            _push(x[:, a - p0:b - p0], self.count, self.ring[s], self.num[s], self.head[s], self.total[s],
+                  self.maxval[s], self.m)
+
+        if n_thr == 1:
+            one(p0, p1)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_thr) as pool:
+                list(pool.map(one, cuts[:-1], cuts[1:]))
         if pixels is None:
             self.advance(x.shape[0])
 

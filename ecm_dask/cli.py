@@ -415,10 +415,15 @@ def _seconds(ctx, param, value):
               help="refit the maps and write the results this often")
 @click.option("--poll", "poll_s", default="0.5s", callback=_seconds, show_default=True, help="folder polling interval")
 @click.option("--frames", "stop_after", type=int, help="stop after this many frames")
+@click.option("--reference-roi", help="drift reference Y0:Y1,X0:X1 in pixels (a static, textured region, e.g. a "
+              "crystallised chunk): drift is estimated frame by frame and undone; default: no drift correction")
+@click.option("--max-shift", type=float, default=8.0, show_default=True,
+              help="largest drift in pixels (margin read around the reference region)")
 @click.option("--idle-stop", default=None, callback=lambda c, p, v: None if v is None else _seconds(c, p, v),
               help="stop when no frame came for this long (e.g. 60s); default: until Ctrl-C")
 @_friendly
-def watch(source, output, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, idle_stop):
+def watch(source, output, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, reference_roi,
+          max_shift, idle_stop):
     """Correlate the frames a camera writes into SOURCE (one TIFF per frame) while they arrive.
 
     Every update writes OUTPUT (same contract as `ecm-dask run --no-drift`) and prints one line per region: how
@@ -428,7 +433,8 @@ def watch(source, output, frame_time, pixel_size, points_per_octave, update_ever
     from .live.watch import watch as run_watch
 
     run_watch(source, output, frame_time_s=frame_time, pixel_size_nm=pixel_size, points_per_octave=points_per_octave,
-              update_every=update_every, poll_s=poll_s, stop_after=stop_after, idle_stop=idle_stop, echo=click.echo)
+              update_every=update_every, poll_s=poll_s, stop_after=stop_after, idle_stop=idle_stop,
+              reference_roi=reference_roi, max_shift=max_shift, echo=click.echo)
 
 
 @main.command("simulate-camera")
@@ -438,20 +444,34 @@ def watch(source, output, frame_time, pixel_size, points_per_octave, update_ever
 @click.option("--size", default="64x64", show_default=True, help="ny x nx of the synthetic wire")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--start", type=int, default=0, help="first frame to write (to continue an interrupted simulation)")
+@click.option("--drift", "drift_px", default="0,0", show_default=True,
+              help="total drift DY,DX in pixels over the series (plus a random walk of a tenth of it)")
 @_friendly
-def simulate_camera(output, rate, n_frames, size, seed, start):
+def simulate_camera(output, rate, n_frames, size, seed, start, drift_px):
     """Write the synthetic nanowire's frames into OUTPUT at RATE, one TIFF per frame, as a camera does
     (frame time 0.5 s, pixel 0.33 nm: give those to `ecm-dask watch`)."""
+    import numpy as np
+
     from .errors import ParameterError
+    from .live.camera import reference_box, synthetic_frames
     from .live.camera import simulate_camera as sim
-    from .live.camera import synthetic_frames
 
     try:
         ny, nx = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise ParameterError(f"--size {size!r}: give NYxNX, e.g. 64x64") from None
-    frames, p = synthetic_frames(n_frames, ny, nx, seed=seed)
+    try:
+        dy, dx = (float(v) for v in drift_px.split(","))
+    except ValueError:
+        raise ParameterError(f"--drift {drift_px!r}: give DY,DX in pixels, e.g. 2,-3") from None
+    frames, p = synthetic_frames(n_frames, ny, nx, seed=seed, drift_px=(dy, dx),
+                                 drift_walk_px=0.1 * max(abs(dy), abs(dx)))
     click.echo(f"camera: {n_frames} frames of {ny}x{nx} px into {output} at {rate:g}/s "
                f"(frame time {p.frame_time_s} s, pixel {p.pixel_size_nm} nm)")
+    margin = int(np.ceil(max(abs(dy), abs(dx)) * 1.5)) + 2
+    box = reference_box(p, margin)
+    if box is not None:
+        click.echo(f"camera: the static crystal is at --reference-roi {box[0]}:{box[1]},{box[2]}:{box[3]} "
+                   f"(with --max-shift {margin})")
     n = sim(output, frames, rate=rate, start=start, echo=click.echo)
     click.echo(f"camera: done, {n} frames written")

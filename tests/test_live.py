@@ -153,3 +153,52 @@ def test_watch_refuses_bad_input_naming_it(tmp_path):
         watch(tmp_path / "nope", tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.3)
     with pytest.raises(EcmError, match="--frame-time"):
         watch(tmp_path, tmp_path / "o.zarr", frame_time_s=-1, pixel_size_nm=0.3)
+
+
+def test_drift_while_watching_against_the_truth_and_the_offline_g2_stage(tmp_path):
+    """A drifting series: the live shifts follow the synthetic drift, and the live g2 is the g2 stage's g2 of the same
+    frames with the same shifts (bit for bit here), pixels that drift out of view marked the same way."""
+    from ecm_dask.live.camera import reference_box
+    from ecm_dask.ops.drift import estimate_drift
+    from ecm_dask.pipeline.correlate import run_g2
+    from ecm_dask.store.series import open_series
+    from ecm_dask.synth.model import drift_trace
+
+    frames, p = synthetic_frames(240, 64, 64, seed=2, drift_px=(2.0, -3.0), drift_walk_px=0.3)
+    roi = reference_box(p, 6)
+    cam = tmp_path / "cam"
+    simulate_camera(cam, frames, rate=1e4, pause_s=0)
+    lines = []
+    run = watch(cam, tmp_path / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                update_every=1e3, poll_s=0.02, stop_after=240, reference_roi=roi, max_shift=6, echo=lines.append)
+    live = np.asarray(run.drift.shifts)
+    truth = drift_trace(p) - drift_trace(p)[0]
+    assert live.shape == (240, 2)
+    assert np.sqrt(((live - truth) ** 2).mean()) < 0.1  # measured 0.05 px
+    assert "drift now" in lines[-1] and "in view throughout" in lines[-1]
+    series = ingest(str(cam), tmp_path / "series.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                    progress=False)
+    # the offline estimator on the whole series (same region and margin) agrees to a tenth of a pixel
+    off = estimate_drift(open_series(series), roi, margin=6, max_shift=6)["shift"].values
+    assert np.abs(off - live).max() < 0.15
+    g_off = xr.open_zarr(run_g2(series, tmp_path / "g2.zarr", shifts=live, progress=False))
+    g_live = xr.open_zarr(stage_dir(tmp_path / "live.zarr") / "g2.zarr")
+    np.testing.assert_array_equal(g_live.status.values, g_off.status.values)
+    assert (g_live.status.values == 4).sum() > 100  # the edges the drift sweeps are out of view
+    np.testing.assert_allclose(g_live.g2.values, g_off.g2.values, rtol=1e-6, equal_nan=True)
+    res = xr.open_datatree(tmp_path / "live.zarr", engine="zarr")
+    np.testing.assert_allclose(res["drift"]["shift"].values, live)
+    # the artefact screen sees the drift: edge pixels flagged, as in an offline run with drift
+    assert int((res["artefacts"]["artefact"].values > 0).sum()) > 0
+
+
+def test_reference_region_must_fit_the_frame(tmp_path):
+    from ecm_dask.errors import EcmError
+
+    frames, p = synthetic_frames(20, 32, 32, seed=1)
+    simulate_camera(tmp_path / "cam", frames, rate=1e4, pause_s=0)
+    with pytest.raises(EcmError, match="leaves the 32 x 32 frame"):
+        watch(tmp_path / "cam", tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.33, stop_after=20,
+              reference_roi="0:16,0:16", max_shift=4, poll_s=0.01)
+    with pytest.raises(EcmError, match="Y0:Y1,X0:X1"):
+        watch(tmp_path / "cam", tmp_path / "o2.zarr", frame_time_s=0.5, pixel_size_nm=0.33, reference_roi="a:b")

@@ -352,12 +352,13 @@ def _register_mean(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return acc / frames.shape[0]
 
 
-def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, window, max_shift) \
-        -> tuple[np.ndarray, np.ndarray]:
+def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, window, max_shift,
+                    margin: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Coarse pass over the whole ROI, then a tracked window: the reference's interior (ROI minus the
-    largest integer shift on every side) against the same-size window cut from each frame at its
-    integer shift, with the apodisation moved by the fractional part.  Frames are handled in stacks of
-    :data:`BATCH` (one FFT and one batched upsampled DFT per stack)."""
+    largest integer shift on every side, or minus a fixed ``margin``, as frames that arrive one batch at a
+    time need) against the same-size window cut from each frame at its integer shift, with the apodisation
+    moved by the fractional part.  Frames are handled in stacks of :data:`BATCH` (one FFT and one batched
+    upsampled DFT per stack)."""
     n_t, h, w = frames.shape
     weights = _weights((h, w))
     f_ref = _spectrum(ref, window)
@@ -372,7 +373,11 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
         dy, dx, peaks[b] = _locate_many(r, _coarse_peaks(r, max_shift), upsample, max_shift)
         out[b, 0], out[b, 1] = dy, dx
     n_int = np.floor(out + 0.5).astype(np.int64)
-    my, mx = (int(v) for v in np.abs(n_int).max(axis=0))
+    if margin is None:
+        my, mx = (int(v) for v in np.abs(n_int).max(axis=0))
+    else:
+        my, mx = (int(v) for v in margin)
+        n_int = np.clip(n_int, [-my, -mx], [my, mx])
     ih, iw = h - 2 * my, w - 2 * mx
     if ih < max(MIN_SIZE, h // 3) or iw < max(MIN_SIZE, w // 3):
         return out, peaks  # not enough margin for a tracked window
@@ -388,6 +393,24 @@ def _shifts_against(ref: np.ndarray, frames: np.ndarray, *, upsample: int, windo
     if max_shift is not None:
         out = np.clip(out, -np.asarray(max_shift), np.asarray(max_shift))
     return out, peaks
+
+
+def shifts_against(reference, frames, *, margin: tuple[int, int], upsample: int = 20, window: str | None = "hann",
+                   max_shift=None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw shifts and peaks of ``frames (T, h, w)`` against a given ``reference (h, w)`` window: the frame-by-frame
+    estimate of :func:`estimate_shifts` for frames that arrive over time (live mode).  ``margin`` (my, mx): the
+    pixels on each side of the window around the reference region proper (the tracked second pass correlates
+    that region); shifts are not made relative to frame 0 (subtract the first frame's estimate)."""
+    f = np.asarray(frames)
+    if f.ndim != 3 or f.shape[1:] != np.shape(reference):
+        raise ValueError(f"frames {f.shape} and reference {np.shape(reference)} do not match")
+    _check_window(window)
+    ref = _scaled(np.asarray(reference, dtype=np.float64))
+    if not _has_contrast(ref):
+        raise ValueError("the reference is constant: it has no contrast to register; choose a textured region")
+    f = _scaled(f.astype(np.float64), inplace=True)
+    return _shifts_against(ref, f, upsample=_check_upsample(upsample), window=window,
+                           max_shift=_check_max_shift(max_shift), margin=margin)
 
 
 def estimate_shifts(frames, *, reference: str = "first", n_ref: int = 10, upsample: int = 20,

@@ -22,14 +22,31 @@ def frame_bytes(frame: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def synthetic_frames(n_frames: int = 400, ny: int = 64, nx: int = 64, seed: int = 0, drift: bool = False):
-    """Frames (T, ny, nx) uint16 of the synthetic nanowire (no drift by default: live mode does not undo it yet)."""
+def synthetic_frames(n_frames: int = 400, ny: int = 64, nx: int = 64, seed: int = 0,
+                     drift_px: tuple[float, float] = (0.0, 0.0), drift_walk_px: float = 0.0):
+    """Frames (T, ny, nx) uint16 of the synthetic nanowire and its parameters (ground truth); no drift unless
+    ``drift_px`` (total linear drift) or ``drift_walk_px`` (random walk) are given."""
     from ..synth import SynthParams
     from ..synth.kernels import render_block
 
-    kw = {} if drift else {"drift_px": (0.0, 0.0), "drift_walk_px": 0.0}
-    p = SynthParams(ny=ny, nx=nx, n_frames=n_frames, seed=seed, **kw)
+    p = SynthParams(ny=ny, nx=nx, n_frames=n_frames, seed=seed, drift_px=tuple(drift_px), drift_walk_px=drift_walk_px)
     return render_block(p, 0, ny, 0, nx), p
+
+
+def reference_box(params, margin: int) -> tuple[int, int, int, int] | None:
+    """The largest box inside the synthetic wire's static crystal that leaves ``margin`` pixels to the frame's
+    edges (a reference ROI for ``watch --reference-roi``), or None."""
+    from ..schema import REGION_CRYSTAL
+    from ..synth.model import truth_maps
+
+    crystal = truth_maps(params)["region"] == REGION_CRYSTAL
+    ys, xs = np.nonzero(crystal)
+    if not ys.size:
+        return None
+    ny, nx = crystal.shape
+    y0, y1 = max(int(ys.min()), margin), min(int(ys.max()) + 1, ny - margin)
+    x0, x1 = max(int(xs.min()), margin), min(int(xs.max()) + 1, nx - margin)
+    return (y0, y1, x0, x1) if y1 - y0 >= 8 and x1 - x0 >= 8 else None
 
 
 def simulate_camera(out: str | os.PathLike, frames, *, rate: float = 4.0, start: int = 0, pause_s: float | None = None,

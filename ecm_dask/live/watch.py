@@ -40,6 +40,83 @@ def live_dir(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".live")
 
 
+N_REFERENCE_FRAMES = 10
+
+
+def _roi(roi) -> tuple[int, int, int, int]:
+    """``"Y0:Y1,X0:X1"`` or a 4-tuple of pixels -> integers, checked."""
+    if isinstance(roi, str):
+        try:
+            ys, xs = roi.split(",")
+            roi = tuple(int(v) for part in (ys, xs) for v in part.split(":"))
+        except ValueError:
+            raise ParameterError(f"--reference-roi {roi!r} must look like Y0:Y1,X0:X1 (pixels)") from None
+    y0, y1, x0, x1 = (int(v) for v in roi)
+    if not (0 <= y0 < y1 and 0 <= x0 < x1) or min(y1 - y0, x1 - x0) < 8:
+        raise ParameterError(f"--reference-roi {y0}:{y1},{x0}:{x1} must be a region of at least 8 x 8 pixels")
+    return y0, y1, x0, x1
+
+
+def _margin(max_shift) -> int:
+    v = float(max_shift)
+    if not (np.isfinite(v) and 0 < v <= 1000):
+        raise ParameterError(f"--max-shift must be a positive number of pixels, got {max_shift}")
+    return int(np.ceil(v))
+
+
+@dataclass
+class LiveDrift:
+    """Drift while watching: each frame's shift against the mean of the first frames' reference window (the
+    reference region plus ``margin`` pixels on every side), estimated as the frames arrive; whole-pixel shifts
+    are undone before the frames enter the sums, as ``run`` undoes them (shift mode ``integer``)."""
+
+    roi: tuple[int, int, int, int]
+    margin: int
+    ref: np.ndarray | None = None
+    shift0: np.ndarray | None = None
+    shifts: list = field(default_factory=list)  # (dy, dx) per frame in the sums
+    peaks: list = field(default_factory=list)
+
+    def window(self, stack: np.ndarray) -> np.ndarray:
+        y0, y1, x0, x1 = self.roi
+        m = self.margin
+        return stack[:, y0 - m:y1 + m, x0 - m:x1 + m]
+
+    def estimate(self, stack: np.ndarray) -> np.ndarray:
+        from ..kernels.drift import shifts_against
+
+        if self.ref is None:
+            self.ref = self.window(stack[:N_REFERENCE_FRAMES]).mean(axis=0)
+        raw, peaks = shifts_against(self.ref, self.window(stack), margin=(self.margin, self.margin),
+                                    max_shift=float(self.margin))
+        if self.shift0 is None:
+            self.shift0 = raw[0].copy()
+        out = raw - self.shift0
+        if not self.shifts:
+            out[0] = 0.0
+        self.shifts.extend(out.tolist())
+        self.peaks.extend(peaks.tolist())
+        return out
+
+
+def register_integer(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Frames with whole-pixel drift undone: ``out[t, y, x] = stack[t, y + d_t, x + d_t']`` (d = shift rounded as
+    the offline run rounds it); pixels whose source is outside the frame are 0 (and not covered, see
+    :func:`ecm_dask.kernels.shift.coverage`)."""
+    from ..kernels.shift import source_offsets
+
+    d = source_offsets(shifts, "integer")[0]
+    out = np.zeros_like(stack)
+    _, ny, nx = stack.shape
+    for t in range(stack.shape[0]):
+        dy, dx = int(d[t, 0]), int(d[t, 1])
+        ya, yb = max(0, -dy), min(ny, ny - dy)
+        xa, xb = max(0, -dx), min(nx, nx - dx)
+        if ya < yb and xa < xb:
+            out[t, ya:yb, xa:xb] = stack[t, ya + dy:yb + dy, xa + dx:xb + dx]
+    return out
+
+
 @dataclass
 class LiveRun:
     """The state of one watch: where frames come from, the sums, and what the last update said."""
@@ -51,17 +128,24 @@ class LiveRun:
     points_per_octave: int = 8
     state: MultiTauState | None = None
     verdicts: dict = field(default_factory=dict)
+    drift: LiveDrift | None = None
+    pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
     # ------------------------------------------------------------------ state on disk
     def save(self) -> None:
         folder = live_dir(self.output)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
-        meta = {"folder": os.path.abspath(self.source.folder), "used": self.source.used,
+        meta = {"folder": os.path.abspath(self.source.folder), "used": self.source.used[:self.n_frames],
+                "drift": None if self.drift is None else {"roi": list(self.drift.roi), "margin": self.drift.margin},
                 "frame_time_s": self.frame_time_s, "pixel_size_nm": self.pixel_size_nm,
                 "points_per_octave": self.points_per_octave,
                 "shape": list(self.source.shape or ()), "dtype": str(self.source.dtype)}
         arrays = self.state.to_dict() if self.state is not None else {}
+        if self.drift is not None and self.drift.ref is not None:
+            arrays.update(drift_ref=self.drift.ref, drift_shift0=self.drift.shift0,
+                          drift_shifts=np.asarray(self.drift.shifts).reshape(-1, 2),
+                          drift_peaks=np.asarray(self.drift.peaks))
         with open(tmp, "wb") as f:
             np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
             f.flush()
@@ -70,12 +154,15 @@ class LiveRun:
 
     @classmethod
     def resume_or_start(cls, folder: str, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
-                        points_per_octave: int = 8, gap_polls: int = 3) -> "LiveRun":
+                        points_per_octave: int = 8, gap_polls: int = 3, reference_roi=None,
+                        max_shift: float = 8.0) -> "LiveRun":
         output = Path(output)
         path = live_dir(output) / STATE_FILE
         src = FolderFrames(os.fspath(folder), gap_polls=gap_polls)
         run = cls(source=src, output=output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                   points_per_octave=points_per_octave)
+        if reference_roi is not None:
+            run.drift = LiveDrift(roi=_roi(reference_roi), margin=_margin(max_shift))
         if not path.is_file():
             return run
         with np.load(path) as z:
@@ -88,6 +175,16 @@ class LiveRun:
                             ("points_per_octave", points_per_octave)):
             if not np.isclose(meta[name], given):
                 raise ParameterError(f"{output}: the live run started with {name} = {meta[name]}, not {given}")
+        saved = meta.get("drift")
+        asked = None if run.drift is None else {"roi": list(run.drift.roi), "margin": run.drift.margin}
+        if saved != asked:
+            raise ParameterError(f"{output}: the live run started with drift {saved or 'off'}, not {asked or 'off'} "
+                                 f"(--reference-roi, --max-shift)")
+        if run.drift is not None and "drift_ref" in arrays:
+            run.drift.ref = arrays.pop("drift_ref")
+            run.drift.shift0 = arrays.pop("drift_shift0")
+            run.drift.shifts = arrays.pop("drift_shifts").tolist()
+            run.drift.peaks = arrays.pop("drift_peaks").tolist()
         src.used = list(meta["used"])
         if meta["shape"]:
             src.shape, src.dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
@@ -100,13 +197,27 @@ class LiveRun:
 
     # ------------------------------------------------------------------ frames in
     def add(self, frames: list[tuple[str, np.ndarray]]) -> int:
+        """Put new frames into the sums (with drift: once the reference frames are there); returns how many."""
         if not frames:
             return 0
+        if self.drift is not None:
+            self.pending.extend(frames)
+            if self.drift.ref is None and len(self.pending) < N_REFERENCE_FRAMES:
+                return 0
+            frames, self.pending = self.pending, []
         stack = np.stack([f for _, f in frames])
         if self.state is None:
             ny, nx = stack.shape[1:]
+            if self.drift is not None:
+                y0, y1, x0, x1 = self.drift.roi
+                m = self.drift.margin
+                if y0 - m < 0 or x0 - m < 0 or y1 + m > ny or x1 + m > nx:
+                    raise ParameterError(f"--reference-roi {y0}:{y1},{x0}:{x1} plus the {m}-pixel margin (--max-shift) "
+                                         f"leaves the {ny} x {nx} frame; choose a region further inside")
             self.state = MultiTauState.empty(ny * nx, self.points_per_octave)
-        self.state.push(stack.reshape(stack.shape[0], -1))
+        if self.drift is not None:
+            stack = register_integer(stack, self.drift.estimate(stack))
+        self.state.push(stack.reshape(stack.shape[0], -1), threads=os.cpu_count() or 1)
         return stack.shape[0]
 
     @property
@@ -118,11 +229,17 @@ class LiveRun:
         """The sums so far as the g2 stage's dataset (same variables, coordinates and attributes)."""
         import xarray as xr
 
+        from ..kernels.g2 import PIXEL_OUTSIDE
+        from ..kernels.shift import coverage
         from ..ops.correlation import label_g2
         from ..store.series import series_coords
 
         ny, nx = self.source.shape
         r = self.state.result()
+        if self.drift is not None:  # pixels whose source left the frame in some frame: as the g2 stage marks them
+            out = ~coverage((ny, nx), np.asarray(self.drift.shifts), "integer").reshape(-1)
+            r.g2[out], r.g2_lag0[out], r.mean[out] = np.nan, np.nan, np.nan
+            r.status[out] = PIXEL_OUTSIDE
         coords = series_coords(0, ny, nx, self.frame_time_s, self.pixel_size_nm)
         coords = {S.Y: coords[S.Y], S.X: coords[S.X]}
         ds = xr.Dataset({
@@ -137,8 +254,27 @@ class LiveRun:
             "read_path": "live (streaming multi-tau)", "estimator": "multitau", "normalization": "symmetric",
             "points_per_octave": int(self.points_per_octave), "max_lag_frames": int(n_t // 2),
             "frame_time_s": float(self.frame_time_s), "n_frames": int(n_t), "n_bad_frames": 0, "pool": 1,
-            "pool_mode": "average", "shift_mode": "none", "saturation": float("nan") if sat is None else float(sat),
+            "pool_mode": "average", "shift_mode": "none" if self.drift is None else "integer", "saturation": float("nan") if sat is None else float(sat),
             "series": os.path.abspath(self.source.folder)})
+
+    def drift_dataset(self):
+        """The shifts so far as the drift stage's dataset (``shift``, ``shift_nm``, ``peak``, ``outlier``)."""
+        import xarray as xr
+
+        sh = np.asarray(self.drift.shifts, dtype=np.float64).reshape(-1, 2)
+        n = sh.shape[0]
+        convention = "frame t shows the sample displaced by +shift(t): observed[t, y, x] = sample[y - dy, x - dx]"
+        return xr.Dataset(
+            {S.SHIFT: ((S.TIME, S.AXIS), sh, {**S.coord_attrs(S.SHIFT, "estimated drift"), "convention": convention}),
+             S.SHIFT_NM: ((S.TIME, S.AXIS), sh * self.pixel_size_nm, {"units": "nm", "long_name": "estimated drift"}),
+             "peak": (S.TIME, np.asarray(self.drift.peaks), {"long_name": "phase-correlation peak height"}),
+             "outlier": (S.TIME, np.zeros(n, bool), {"long_name": "frame replaced by interpolation (never, live)"})},
+            coords={S.TIME: (S.TIME, np.arange(n) * self.frame_time_s, S.coord_attrs(S.TIME, "time")),
+                    S.AXIS: [S.Y, S.X]},
+            attrs={"reference_roi_px": list(self.drift.roi), "margin_px": self.drift.margin,
+                   "reference": f"mean of the first {N_REFERENCE_FRAMES} frames (live)", "upsample": 20,
+                   "window": "hann", "max_shift_px": float(self.drift.margin), "smooth_frames": 0, "n_outliers": 0,
+                   "nonfinite_frames": [], "dead_pixels_in_window": 0})
 
     def update(self, *, progress: bool = False) -> Path:
         """Write g2, screen, fit and ``results.zarr`` for the frames so far (each store atomically)."""
@@ -149,23 +285,31 @@ class LiveRun:
         from ..pipeline.results import assemble_results
         from ..pipeline.run import stage_dir
         from ..pipeline.screen import run_screen
-        from ..store.blocks import write_blocks
+        from ..store.blocks import write_blocks, write_dataset
 
         if self.n_frames < 4:
             raise InputError(f"{self.source.folder}: {self.n_frames} frame(s) so far; a live update needs at least 4")
         work = stage_dir(self.output)
         work.mkdir(parents=True, exist_ok=True)
-        config = RunConfig(series=os.path.abspath(self.source.folder), drift=False)
+        config = RunConfig(series=os.path.abspath(self.source.folder), drift=self.drift is not None,
+                           reference_roi=None if self.drift is None else list(self.drift.roi))
         ds = self.g2_dataset()
         ds = ds.chunk({S.Y: 128, S.X: 128, S.LAG: -1})
         with dask.config.set(scheduler="threads"):
             write_blocks(ds, work / "g2.zarr", key=None, overwrite=True, progress=progress,
                          label=f"live g2 of {self.n_frames} frames")
-            run_screen(work / "g2.zarr", work / "screen.zarr", surface_nm=config.surface_nm, overwrite=True)
+            drift_path = None
+            if self.drift is not None:
+                drift_path = work / "drift.zarr"
+                write_dataset(self.drift_dataset(), drift_path, overwrite=True, progress=False, label="live drift")
+            run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path, surface_nm=config.surface_nm,
+                       overwrite=True)
             run_fit(work / "g2.zarr", work / "maps.zarr", overwrite=True, progress=progress,
                     screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
             self.verdicts = verdicts(work / "maps.zarr", work / "screen.zarr", self.n_frames, self.frame_time_s)
-            out = assemble_results(self.output, work / "maps.zarr", work / "g2.zarr", None,
+            if self.drift is not None:
+                self.verdicts["drift"] = drift_verdict(self.drift, self.source.shape)
+            out = assemble_results(self.output, work / "maps.zarr", work / "g2.zarr", drift_path,
                                    screen=work / "screen.zarr", overwrite=True,
                                    attrs={S.ATTR_RUN_CONFIG: config.as_dict(), "live": json.dumps({
                                        "n_frames": self.n_frames, "frames_used": len(self.source.used),
@@ -209,9 +353,25 @@ def verdicts(maps_path, screen_path, n_frames: int, frame_time_s: float) -> dict
     return out
 
 
+def drift_verdict(drift: LiveDrift, frame_shape) -> dict:
+    """How far the sample moved, how much of the frame is still in view in every frame, and how close the drift is
+    to the margin it may use (``--max-shift``)."""
+    from ..kernels.shift import coverage
+
+    sh = np.asarray(drift.shifts).reshape(-1, 2)
+    now = sh[-1]
+    covered = float(coverage(tuple(frame_shape), sh, "integer").mean())
+    used = float(np.abs(sh).max() / drift.margin)
+    words = f"drift now ({now[0]:+.1f}, {now[1]:+.1f}) px, {100 * covered:.0f} % of the frame in view throughout"
+    if used >= 0.8:
+        words += f"; the drift is at {100 * used:.0f} % of --max-shift {drift.margin}: re-centre the sample"
+    return {"shift_px": now.tolist(), "covered_fraction": covered, "max_shift_used": used, "verdict": words}
+
+
 def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
-          idle_stop: float | None = None, gap_polls: int = 3, echo=print) -> LiveRun:
+          idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
+          echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run."""
     from ..schema import check_frame_time, check_pixel_size
@@ -224,7 +384,8 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
         if not (np.isfinite(v) and v > 0):
             raise ParameterError(f"{name} must be a positive number of seconds, got {v}")
     run = LiveRun.resume_or_start(os.fspath(folder), output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
-                                  points_per_octave=points_per_octave, gap_polls=gap_polls)
+                                  points_per_octave=points_per_octave, gap_polls=gap_polls,
+                                  reference_roi=reference_roi, max_shift=max_shift)
     if run.n_frames:
         echo(f"resuming: {run.n_frames} frames already in the sums (last {run.source.used[-1]})")
     last_update = time.monotonic()
@@ -233,18 +394,19 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
     n_reports = 0
     try:
         while True:
+            before = len(run.source.used)
             new = run.source.poll()
             for text in run.source.reports[n_reports:]:
                 echo(f"note: {text}")
             n_reports = len(run.source.reports)
             if stop_after is not None:
-                new = new[:max(0, stop_after - run.n_frames)]
-                del run.source.used[run.n_frames + len(new):]
+                new = new[:max(0, stop_after - before)]
+                del run.source.used[before + len(new):]
             if new:
                 run.add(new)
                 dirty = True
                 last_frame = time.monotonic()
-            done = (stop_after is not None and run.n_frames >= stop_after) or (
+            done = (stop_after is not None and len(run.source.used) >= stop_after) or (
                 idle_stop is not None and time.monotonic() - last_frame > idle_stop)
             if dirty and run.n_frames >= 4 and (done or time.monotonic() - last_update >= update_every):
                 t0 = time.perf_counter()
@@ -266,7 +428,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
 def status_line(run: LiveRun, took_s: float) -> str:
     v = run.verdicts
     parts = [f"{run.n_frames} frames ({v.get('series_s', 0):.0f} s)"]
-    for name in ("bulk", "surface"):
+    for name in ("bulk", "surface", "drift"):
         if name in v:
             parts.append(v[name]["verdict"])
     return " | ".join(parts) + f"  [update {took_s:.1f} s]"

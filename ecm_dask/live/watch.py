@@ -129,6 +129,7 @@ class LiveRun:
     state: MultiTauState | None = None
     verdicts: dict = field(default_factory=dict)
     drift: LiveDrift | None = None
+    updates: int = 0
     pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
     # ------------------------------------------------------------------ state on disk
@@ -315,6 +316,10 @@ class LiveRun:
                                        "n_frames": self.n_frames, "frames_used": len(self.source.used),
                                        "last_frame": self.source.used[-1], "verdicts": self.verdicts})})
         self.save()
+        self.updates += 1
+        from .page import write_page
+
+        write_page(live_dir(self.output) / "page", self, out, drift_path, update=self.updates)
         return out
 
 
@@ -371,9 +376,11 @@ def drift_verdict(drift: LiveDrift, frame_shape) -> dict:
 def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
           idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
-          echo=print) -> LiveRun:
+          serve: int | None = None, echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
-    Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run."""
+    Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
+    page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
+    also serves it on 127.0.0.1 while the watch runs."""
     from ..schema import check_frame_time, check_pixel_size
 
     frame_time_s = check_frame_time(frame_time_s, "--frame-time")
@@ -388,6 +395,12 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
                                   reference_roi=reference_roi, max_shift=max_shift)
     if run.n_frames:
         echo(f"resuming: {run.n_frames} frames already in the sums (last {run.source.used[-1]})")
+    server = None
+    if serve is not None:
+        from .page import serve as serve_page
+
+        server = serve_page(live_dir(output) / "page", serve)
+        echo(f"live page: http://127.0.0.1:{server.server_address[1]}/ (this machine only)")
     last_update = time.monotonic()
     last_frame = time.monotonic()
     dirty = False
@@ -422,6 +435,10 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
             run.update()
             echo(status_line(run, 0.0))
         raise
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return run
 
 

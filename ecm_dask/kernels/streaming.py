@@ -9,10 +9,10 @@ same pairs the block correlator averages.  :meth:`MultiTauState.result` turns th
 function the block correlator uses (:func:`ecm_dask.kernels.g2.normalise_multitau`), so after the same frames
 both give the same g2 up to the order of float64 additions (tests: <= 1e-12 relative).
 
-Memory: ``(3 * 2m + 1) * L + 1`` float64 per pixel with ``L = floor(log2 T) + 1`` levels (a level holds values
-from its first pair on): 4.6 KiB per pixel at m = 8 and T = 4000 (12 levels), one level (392 bytes) more per
-doubling of T.  Speed: 1.0e7 pixel-frames per second on one thread of this 2-core VM (16 384 pixels, batches
-of 10 frames).
+Memory: ``(3 * 2m + 1) * L + 1`` float64 per pixel with ``L = floor(log2 T) + 1`` active levels (a level holds
+values from its first pair on): 3.5 KiB per pixel at m = 8 and T = 400 (9 levels), 392 bytes more per doubling of T.
+The arrays are level-major with room for 40 levels reserved as untouched pages, so a new level costs its own pages
+and no copy of the others.
 
 Frame masks are not supported: a live series uses every frame that arrived (bad frames are excluded offline).
 """
@@ -27,25 +27,33 @@ from numba import njit
 from .g2 import PIXEL_OK, G2Result, _level_weights, _result, normalise_multitau
 from .lags import multitau_lags
 
+#: levels room is reserved for: 2**40 frames.  Arrays are level-major and made with np.zeros, whose pages the
+#: operating system maps only when first written, so levels not reached cost address space, not memory
+LEVEL_CAPACITY = 40
+#: pixels normalised together by :meth:`MultiTauState.result` (bounds its working arrays)
+RESULT_CHUNK = 32768
+
 
 @njit(cache=True, nogil=True)
-def _push(frames, count, ring, num, head, total, maxval, m):  # pragma: no cover - compiled
-    """Add ``frames (Tb, P)`` to the sums of the P pixels; ``count (L,)`` the values each level held before."""
+def _push(frames, p0, count, ring, num, head, total, maxval, m):  # pragma: no cover - compiled
+    """Add ``frames (Tb, Pb)`` to the sums of pixels ``p0 .. p0 + Pb`` (state arrays level-major: ``ring[level, p]``);
+    ``count (L,)`` the values each level held before."""
     two_m = 2 * m
     n_levels = count.shape[0]
     c = np.empty(n_levels, np.int64)
-    for p in range(frames.shape[1]):
+    for i in range(frames.shape[1]):
+        p = p0 + i
         c[:] = count
         mx = maxval[p]
         for t in range(frames.shape[0]):
-            v = np.float64(frames[t, p])
+            v = np.float64(frames[t, i])
             if v > mx:
                 mx = v
             level = 0
             while True:
                 n = c[level]
-                r = ring[p, level]
-                nm = num[p, level]
+                r = ring[level, p]
+                nm = num[level, p]
                 if level == 0:
                     nm[0] += v * v
                     k_lo = 1
@@ -59,10 +67,10 @@ def _push(frames, count, ring, num, head, total, maxval, m):  # pragma: no cover
                         j += two_m
                     nm[k] += r[j] * v
                 if n < two_m:  # value n is one of the first ones: part of head[k] for k > n
-                    hd = head[p, level]
+                    hd = head[level, p]
                     for k in range(max(n + 1, k_lo), two_m):
                         hd[k] += v
-                total[p, level] += v
+                total[level, p] += v
                 r[pos] = v
                 c[level] = n + 1
                 if n % 2 == 1 and level + 1 < n_levels:
@@ -71,6 +79,34 @@ def _push(frames, count, ring, num, head, total, maxval, m):  # pragma: no cover
                     continue
                 break
         maxval[p] = mx
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _gather(ring, num, head, total, count, n_levels, p0, p1, num_o, head_o, tail_o, total_o):  # pragma: no cover
+    """Pixels ``p0 .. p1`` in the block correlator's layout (P, L, 2m), with the tails (sums of the last k values)
+    read from the rings."""
+    two_m = ring.shape[2]
+    for level in range(n_levels):
+        n = count[level]
+        pos = n % two_m
+        for p in range(p0, p1):
+            i = p - p0
+            r = ring[level, p]
+            acc = 0.0
+            tail_o[i, level, 0] = 0.0
+            for k in range(1, two_m):
+                if k <= n:
+                    j = pos - k
+                    if j < 0:
+                        j += two_m
+                    acc += r[j]
+                tail_o[i, level, k] = acc
+                num_o[i, level, k] = num[level, p, k]
+                head_o[i, level, k] = head[level, p, k]
+            num_o[i, level, 0] = num[level, p, 0]
+            head_o[i, level, 0] = head[level, p, 0]
+            total_o[i, level] = total[level, p]
     return 0
 
 
@@ -87,28 +123,28 @@ def _levels_for(n_frames: int) -> int:
 class MultiTauState:
     """The running multi-tau sums of ``n_pixels`` pixels (see the module docstring).
 
-    Create with :meth:`empty`, add frames with :meth:`push`, read g2 at any time with :meth:`result`; the arrays
-    are plain NumPy, so a state is saved and restored with :meth:`to_dict` / :meth:`from_dict`.
+    Create with :meth:`empty`, add frames with :meth:`push`, read g2 at any time with :meth:`result`; a state is
+    saved and restored with :meth:`to_dict` / :meth:`from_dict` (the active levels only).
     """
 
     m: int
-    count: np.ndarray  # (L,) int64 values per level (the same for every pixel)
-    ring: np.ndarray  # (P, L, 2m) float64
-    num: np.ndarray  # (P, L, 2m)
-    head: np.ndarray  # (P, L, 2m)
-    total: np.ndarray  # (P, L)
+    count: np.ndarray  # (L,) int64 values per active level (the same for every pixel)
+    ring: np.ndarray  # (LEVEL_CAPACITY, P, 2m) float64
+    num: np.ndarray  # (LEVEL_CAPACITY, P, 2m)
+    head: np.ndarray  # (LEVEL_CAPACITY, P, 2m)
+    total: np.ndarray  # (LEVEL_CAPACITY, P)
     maxval: np.ndarray  # (P,)
     #: counts at or above it mark a pixel saturated (default: the maximum of the first integer frames' dtype)
     saturation: float | None = None
 
     @classmethod
-    def empty(cls, n_pixels: int, points_per_octave: int = 8, levels: int = 1) -> "MultiTauState":
+    def empty(cls, n_pixels: int, points_per_octave: int = 8) -> "MultiTauState":
         m = int(points_per_octave)
         if m < 1:
             raise ValueError(f"points_per_octave must be >= 1, got {points_per_octave}")
-        shape = (int(n_pixels), int(levels), 2 * m)
-        return cls(m=m, count=np.zeros(levels, np.int64), ring=np.zeros(shape), num=np.zeros(shape),
-                   head=np.zeros(shape), total=np.zeros(shape[:2]), maxval=np.full(shape[0], -np.inf))
+        shape = (LEVEL_CAPACITY, int(n_pixels), 2 * m)
+        return cls(m=m, count=np.zeros(1, np.int64), ring=np.zeros(shape), num=np.zeros(shape),
+                   head=np.zeros(shape), total=np.zeros(shape[:2]), maxval=np.full(shape[1], -np.inf))
 
     @property
     def n_frames(self) -> int:
@@ -116,27 +152,20 @@ class MultiTauState:
 
     @property
     def n_pixels(self) -> int:
-        return self.ring.shape[0]
+        return self.ring.shape[1]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.count, self.ring, self.num, self.head, self.total, self.maxval))
-
-    def _grow(self, levels: int) -> None:
-        add = levels - self.count.size
-        if add <= 0:
-            return
-        pad3 = ((0, 0), (0, add), (0, 0))
-        self.ring, self.num, self.head = (np.pad(a, pad3) for a in (self.ring, self.num, self.head))
-        self.total = np.pad(self.total, ((0, 0), (0, add)))
-        # a new level starts empty: :meth:`reserve` adds it before the frames that give it its first value
-        self.count = np.concatenate([self.count, np.zeros(add, np.int64)])
+        """Bytes of the active levels (those in memory)."""
+        L = self.count.size
+        return (self.count.nbytes + self.maxval.nbytes + L * self.total[0].nbytes
+                + 3 * L * self.ring[0].nbytes)
 
     def push(self, frames, pixels: slice | None = None, threads: int = 1) -> None:
         """Add frames ``(Tb, P)`` (time first, any numeric dtype; P = all pixels, or those of ``pixels``).
 
-        With ``pixels``, call once per pixel slice for the same frames and then :meth:`advance` once.
-        ``threads`` > 1 splits the pixels between threads (the compiled update releases the GIL).
+        With ``pixels``, call :meth:`reserve` first, then once per pixel slice for the same frames, then
+        :meth:`advance` once.  ``threads`` > 1 splits the pixels between threads (the update releases the GIL).
         """
         x = np.asarray(frames)
         if x.ndim != 2:
@@ -153,9 +182,8 @@ class MultiTauState:
         cuts = np.linspace(p0, p1, n_thr + 1).astype(int)
 
         def one(a: int, b: int) -> None:
-            s = slice(a, b)
-            _push(x[:, a - p0:b - p0], self.count, self.ring[s], self.num[s], self.head[s], self.total[s],
-                  self.maxval[s], self.m)
+            _push(x[:, a - p0:b - p0], a, self.count, self.ring, self.num, self.head, self.total, self.maxval,
+                  self.m)
 
         if n_thr == 1:
             one(p0, p1)
@@ -169,7 +197,11 @@ class MultiTauState:
 
     def reserve(self, n_frames: int) -> None:
         """Make room for the levels ``n_frames`` frames need (call before pushing pixel slices)."""
-        self._grow(_levels_for(n_frames))
+        levels = _levels_for(n_frames)
+        if levels > LEVEL_CAPACITY:
+            raise ValueError(f"{n_frames} frames need {levels} levels; at most {LEVEL_CAPACITY}")
+        if levels > self.count.size:  # a new level starts empty, before the frames that give it its first value
+            self.count = np.concatenate([self.count, np.zeros(levels - self.count.size, np.int64)])
 
     def advance(self, n_new: int) -> None:
         """Count ``n_new`` frames pushed to every pixel slice."""
@@ -188,33 +220,44 @@ class MultiTauState:
         lags = multitau_lags(n_t, self.m, max_lag)
         n_levels = max(lags.n_levels, 1)
         weights = _level_weights(np.ones(n_t), lags)
-        two_m = 2 * self.m
-        tail = np.zeros((self.n_pixels, n_levels, two_m))
-        for level in range(n_levels):
-            n = int(self.count[level])
-            acc = np.zeros(self.n_pixels)
-            for k in range(1, two_m):  # the sum of the last min(k, n) values, from the ring
-                if k <= n:
-                    acc = acc + self.ring[:, level, (n - k) % two_m]
-                tail[:, level, k] = acc
-        out, lag0, status, mean = normalise_multitau(
-            self.num[:, :n_levels], self.head[:, :n_levels], tail, self.total[:, :n_levels], self.maxval, lags,
-            weights, normalization, self.saturation if saturation is None else saturation)
-        return _result(out, lag0, lags.lag.astype(np.float64), weights[0], mean, status, (self.n_pixels,))
+        sat = self.saturation if saturation is None else saturation
+        n_p, n_ch = self.n_pixels, lags.lag.size
+        out, lag0 = np.empty((n_p, n_ch)), np.empty(n_p)
+        status, mean = np.empty(n_p, np.uint8), np.empty(n_p)
+        chunk = min(RESULT_CHUNK, max(n_p, 1))
+        shape = (chunk, n_levels, 2 * self.m)
+        num, head, tail, total = np.empty(shape), np.empty(shape), np.empty(shape), np.empty((chunk, n_levels))
+        for p0 in range(0, n_p, chunk):
+            p1 = min(n_p, p0 + chunk)
+            n = p1 - p0
+            _gather(self.ring, self.num, self.head, self.total, self.count, n_levels, p0, p1, num, head, tail, total)
+            out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1] = normalise_multitau(
+                num[:n], head[:n], tail[:n], total[:n], self.maxval[p0:p1], lags, weights, normalization, sat)
+        return _result(out, lag0, lags.lag.astype(np.float64), weights[0], mean, status, (n_p,))
 
     def to_dict(self) -> dict:
-        return {"m": self.m, "count": self.count, "ring": self.ring, "num": self.num, "head": self.head,
-                "total": self.total, "maxval": self.maxval,
+        L = self.count.size
+        return {"m": self.m, "count": self.count, "ring": self.ring[:L], "num": self.num[:L], "head": self.head[:L],
+                "total": self.total[:L], "maxval": self.maxval,
                 "saturation": np.nan if self.saturation is None else self.saturation}
 
     @classmethod
     def from_dict(cls, d) -> "MultiTauState":
-        sat = float(d.get("saturation", np.nan))
-        st = cls(m=int(d["m"]), **{k: np.array(d[k]) for k in ("count", "ring", "num", "head", "total", "maxval")},
-                 saturation=None if np.isnan(sat) else sat)
-        levels = st.count.size
-        if st.ring.shape[1:] != (levels, 2 * st.m) or st.num.shape != st.ring.shape or st.head.shape != st.ring.shape:
+        m = int(d["m"])
+        count = np.array(d["count"], dtype=np.int64)
+        L = count.size
+        ring = np.asarray(d["ring"])
+        if (ring.ndim != 3 or ring.shape[0] != L or ring.shape[2] != 2 * m or L > LEVEL_CAPACITY
+                or any(np.shape(d[k]) != ring.shape for k in ("num", "head"))
+                or np.shape(d["total"]) != ring.shape[:2] or np.shape(d["maxval"]) != ring.shape[1:2]):
             raise ValueError("inconsistent multi-tau state arrays")
+        st = cls.empty(ring.shape[1], m)
+        st.count = count
+        for k in ("ring", "num", "head", "total"):
+            getattr(st, k)[:L] = d[k]
+        st.maxval[:] = d["maxval"]
+        sat = float(d.get("saturation", np.nan))
+        st.saturation = None if np.isnan(sat) else sat
         return st
 
 

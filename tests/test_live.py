@@ -202,3 +202,23 @@ def test_reference_region_must_fit_the_frame(tmp_path):
               reference_roi="0:16,0:16", max_shift=4, poll_s=0.01)
     with pytest.raises(EcmError, match="Y0:Y1,X0:X1"):
         watch(tmp_path / "cam", tmp_path / "o2.zarr", frame_time_s=0.5, pixel_size_nm=0.33, reference_roi="a:b")
+
+
+@pytest.mark.parametrize("tau_after, changed", [(4.0, False), (16.0, True)])
+def test_stationarity_windows_flag_dynamics_that_slow_down(tmp_path, tau_after, changed):
+    """300 frames with bulk tau 4 s, then 300 with tau_after: four windows of 150 frames; a 4x slower bulk in the
+    second half is reported (ratio last/first window ~1.8), an unchanged one is not (~0.8)."""
+    a, p = synthetic_frames(300, 48, 48, seed=3, tau_bulk_s=4.0)
+    b, _ = synthetic_frames(300, 48, 48, seed=4, tau_bulk_s=tau_after)
+    simulate_camera(tmp_path / "cam", np.concatenate([a, b]), rate=1e4, pause_s=0)
+    run = watch(tmp_path / "cam", tmp_path / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                update_every=1e3, poll_s=0.02, stop_after=600, window_frames=150, echo=lambda line: None)
+    st = run.verdicts["stationarity"]
+    assert [w["frames"] for w in st["windows"]] == [[0, 150], [150, 300], [300, 450], [450, 600]]
+    assert st["bulk"]["changed"] is changed
+    if changed:
+        assert st["bulk"]["ratio"] > 1.5 and "not stationary" in st["verdict"]
+    else:
+        assert 1 / 1.5 < st["bulk"]["ratio"] < 1.5 and "bulk tau steady over 4 windows" in st["verdict"]
+    with pytest.raises(Exception, match="--window"):
+        watch(tmp_path / "cam", tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.33, window_frames=3)

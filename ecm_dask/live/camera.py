@@ -23,13 +23,15 @@ def frame_bytes(frame: np.ndarray) -> bytes:
 
 
 def synthetic_frames(n_frames: int = 400, ny: int = 64, nx: int = 64, seed: int = 0,
-                     drift_px: tuple[float, float] = (0.0, 0.0), drift_walk_px: float = 0.0):
+                     drift_px: tuple[float, float] = (0.0, 0.0), drift_walk_px: float = 0.0, **params):
     """Frames (T, ny, nx) uint16 of the synthetic nanowire and its parameters (ground truth); no drift unless
-    ``drift_px`` (total linear drift) or ``drift_walk_px`` (random walk) are given."""
+    ``drift_px`` (total linear drift) or ``drift_walk_px`` (random walk) are given; other
+    :class:`~ecm_dask.synth.SynthParams` fields (e.g. ``tau_bulk_s``) by keyword."""
     from ..synth import SynthParams
     from ..synth.kernels import render_block
 
-    p = SynthParams(ny=ny, nx=nx, n_frames=n_frames, seed=seed, drift_px=tuple(drift_px), drift_walk_px=drift_walk_px)
+    p = SynthParams(ny=ny, nx=nx, n_frames=n_frames, seed=seed, drift_px=tuple(drift_px), drift_walk_px=drift_walk_px,
+                    **params)
     return render_block(p, 0, ny, 0, nx), p
 
 

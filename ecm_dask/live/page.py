@@ -71,7 +71,7 @@ def _status_payload(run, update: int, figs: list[str]) -> dict:
             rows.append({"region": name, "pixels": r["ok_pixels"], "median_tau_s": r["median_tau_s"],
                          "long_enough": r["fraction_long_enough"], "frame_time_ok": r["fraction_frame_time_ok"],
                          "seconds_to_go": r["seconds_to_go"]})
-    words = [v[k]["verdict"] for k in ("bulk", "surface", "drift") if k in v]
+    words = [v[k]["verdict"] for k in ("bulk", "surface", "drift", "stationarity") if k in v]
     return {"update": update, "frames": run.n_frames, "series_s": v.get("series_s", 0.0),
             "last_frame": run.source.used[run.n_frames - 1] if run.n_frames else None,
             "verdicts": words, "regions": rows, "figures": figs, "notes": run.source.reports[-10:]}

@@ -28,6 +28,7 @@ from .. import schema as S
 from ..errors import InputError, ParameterError
 from ..kernels.streaming import MultiTauState
 from .source import FolderFrames
+from .windows import WindowTracker
 
 STATE_FILE = "state.npz"
 #: the reliability rules of the literature: a series >= 40 tau long, frames <= 0.1 tau apart
@@ -129,6 +130,8 @@ class LiveRun:
     state: MultiTauState | None = None
     verdicts: dict = field(default_factory=dict)
     drift: LiveDrift | None = None
+    window_frames: int = 200
+    windows: WindowTracker | None = None
     updates: int = 0
     pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
@@ -143,6 +146,11 @@ class LiveRun:
                 "points_per_octave": self.points_per_octave,
                 "shape": list(self.source.shape or ()), "dtype": str(self.source.dtype)}
         arrays = self.state.to_dict() if self.state is not None else {}
+        if self.windows is not None:
+            meta["windows"] = {"frames": self.windows.frames, "stride": self.windows.stride,
+                               "start": self.windows.start, "summary": self.windows.summary}
+            if self.windows.state is not None:
+                arrays.update({f"win_{k}": v for k, v in self.windows.state.to_dict().items()})
         if self.drift is not None and self.drift.ref is not None:
             arrays.update(drift_ref=self.drift.ref, drift_shift0=self.drift.shift0,
                           drift_shifts=np.asarray(self.drift.shifts).reshape(-1, 2),
@@ -156,12 +164,12 @@ class LiveRun:
     @classmethod
     def resume_or_start(cls, folder: str, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
                         points_per_octave: int = 8, gap_polls: int = 3, reference_roi=None,
-                        max_shift: float = 8.0) -> "LiveRun":
+                        max_shift: float = 8.0, window_frames: int = 200) -> "LiveRun":
         output = Path(output)
         path = live_dir(output) / STATE_FILE
         src = FolderFrames(os.fspath(folder), gap_polls=gap_polls)
         run = cls(source=src, output=output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
-                  points_per_octave=points_per_octave)
+                  points_per_octave=points_per_octave, window_frames=int(window_frames))
         if reference_roi is not None:
             run.drift = LiveDrift(roi=_roi(reference_roi), margin=_margin(max_shift))
         if not path.is_file():
@@ -189,6 +197,14 @@ class LiveRun:
         src.used = list(meta["used"])
         if meta["shape"]:
             src.shape, src.dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
+        if meta.get("windows") and src.shape:
+            wm = meta["windows"]
+            run.windows = WindowTracker(tuple(meta["shape"]), frames=int(wm["frames"]), stride=int(wm["stride"]),
+                                        points_per_octave=points_per_octave, start=int(wm["start"]),
+                                        summary=list(wm["summary"]))
+            win = {k[4:]: arrays.pop(k) for k in list(arrays) if k.startswith("win_")}
+            if win:
+                run.windows.state = MultiTauState.from_dict(win)
         if arrays:
             run.state = MultiTauState.from_dict(arrays)
         if run.state is not None and run.state.n_frames != len(src.used):
@@ -218,6 +234,10 @@ class LiveRun:
             self.state = MultiTauState.empty(ny * nx, self.points_per_octave)
         if self.drift is not None:
             stack = register_integer(stack, self.drift.estimate(stack))
+        if self.windows is None:
+            self.windows = WindowTracker(stack.shape[1:], frames=self.window_frames,
+                                         points_per_octave=self.points_per_octave)
+        self.windows.add(stack, self.n_frames)
         self.state.push(stack.reshape(stack.shape[0], -1), threads=os.cpu_count() or 1)
         return stack.shape[0]
 
@@ -310,6 +330,10 @@ class LiveRun:
             self.verdicts = verdicts(work / "maps.zarr", work / "screen.zarr", self.n_frames, self.frame_time_s)
             if self.drift is not None:
                 self.verdicts["drift"] = drift_verdict(self.drift, self.source.shape)
+            from ..pipeline.screen import open_screen
+
+            self.windows.summarise(open_screen(work / "screen.zarr")[0][S.REGION].values, self.frame_time_s)
+            self.verdicts["stationarity"] = self.windows.verdict()
             out = assemble_results(self.output, work / "maps.zarr", work / "g2.zarr", drift_path,
                                    screen=work / "screen.zarr", overwrite=True,
                                    attrs={S.ATTR_RUN_CONFIG: config.as_dict(), "live": json.dumps({
@@ -376,7 +400,7 @@ def drift_verdict(drift: LiveDrift, frame_shape) -> dict:
 def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
           idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
-          serve: int | None = None, echo=print) -> LiveRun:
+          serve: int | None = None, window_frames: int = 200, echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
     page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
@@ -387,12 +411,14 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
     pixel_size_nm = check_pixel_size(pixel_size_nm, "--pixel-size")
     if not os.path.isdir(folder):
         raise InputError(f"{folder}: not a folder; watch needs the folder the camera writes frames into")
+    if isinstance(window_frames, bool) or not isinstance(window_frames, (int, np.integer)) or window_frames < 16:
+        raise ParameterError(f"--window must be a whole number of frames >= 16, got {window_frames!r}")
     for name, v in (("--update-every", update_every), ("--poll", poll_s)):
         if not (np.isfinite(v) and v > 0):
             raise ParameterError(f"{name} must be a positive number of seconds, got {v}")
     run = LiveRun.resume_or_start(os.fspath(folder), output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                                   points_per_octave=points_per_octave, gap_polls=gap_polls,
-                                  reference_roi=reference_roi, max_shift=max_shift)
+                                  reference_roi=reference_roi, max_shift=max_shift, window_frames=window_frames)
     if run.n_frames:
         echo(f"resuming: {run.n_frames} frames already in the sums (last {run.source.used[-1]})")
     server = None
@@ -445,7 +471,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
 def status_line(run: LiveRun, took_s: float) -> str:
     v = run.verdicts
     parts = [f"{run.n_frames} frames ({v.get('series_s', 0):.0f} s)"]
-    for name in ("bulk", "surface", "drift"):
+    for name in ("bulk", "surface", "drift", "stationarity"):
         if name in v:
             parts.append(v[name]["verdict"])
     return " | ".join(parts) + f"  [update {took_s:.1f} s]"

@@ -121,7 +121,7 @@ def test_sigkill_and_restart_neither_lose_nor_double_a_frame(tmp_path):
     simulate_camera(cam, frames[:100], rate=1e4, pause_s=0)
     out = tmp_path / "live.zarr"
     cmd = [sys.executable, "-m", "ecm_dask", "watch", str(cam), "-o", str(out), "--frame-time",
-           str(p.frame_time_s), "--pixel-size", str(p.pixel_size_nm), "--update-every", "0.2s", "--poll", "0.05s"]
+           str(p.frame_time_s), "--pixel-size", str(p.pixel_size_nm), "--update-every", "0.2s", "--poll", "0.05s", "--checkpoint-every", "0.5s"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     state = live_dir(out) / "state.npz"
     deadline = time.monotonic() + 120

@@ -132,6 +132,7 @@ class LiveRun:
     drift: LiveDrift | None = None
     window_frames: int = 200
     windows: WindowTracker | None = None
+    timings: dict = field(default_factory=dict)
     updates: int = 0
     pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
@@ -297,16 +298,18 @@ class LiveRun:
                    "window": "hann", "max_shift_px": float(self.drift.margin), "smooth_frames": 0, "n_outliers": 0,
                    "nonfinite_frames": [], "dead_pixels_in_window": 0})
 
-    def update(self, *, progress: bool = False) -> Path:
-        """Write g2, screen, fit and ``results.zarr`` for the frames so far (each store atomically)."""
+    def update(self, *, progress: bool = False, checkpoint: bool = True) -> Path:
+        """Write g2, screen, fit and ``results.zarr`` for the frames so far (each store atomically), the live page,
+        and (``checkpoint``) the state; the seconds of each step go to ``self.timings``."""
         import dask
 
         from ..pipeline.config import RunConfig
         from ..pipeline.fit import run_fit
         from ..pipeline.results import assemble_results
         from ..pipeline.run import stage_dir
-        from ..pipeline.screen import run_screen
+        from ..pipeline.screen import open_screen, run_screen
         from ..store.blocks import write_blocks, write_dataset
+        from .page import write_page
 
         if self.n_frames < 4:
             raise InputError(f"{self.source.folder}: {self.n_frames} frame(s) so far; a live update needs at least 4")
@@ -314,7 +317,16 @@ class LiveRun:
         work.mkdir(parents=True, exist_ok=True)
         config = RunConfig(series=os.path.abspath(self.source.folder), drift=self.drift is not None,
                            reference_roi=None if self.drift is None else list(self.drift.roi))
+        timings: dict[str, float] = {}
+        clock = [time.perf_counter()]
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            timings[name] = round(now - clock[0], 2)
+            clock[0] = now
+
         ds = self.g2_dataset()
+        lap("g2")
         ds = ds.chunk({S.Y: 128, S.X: 128, S.LAG: -1})
         with dask.config.set(scheduler="threads"):
             write_blocks(ds, work / "g2.zarr", key=None, overwrite=True, progress=progress,
@@ -323,27 +335,32 @@ class LiveRun:
             if self.drift is not None:
                 drift_path = work / "drift.zarr"
                 write_dataset(self.drift_dataset(), drift_path, overwrite=True, progress=False, label="live drift")
+            lap("write g2")
             run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path, surface_nm=config.surface_nm,
                        overwrite=True)
+            lap("screen")
             run_fit(work / "g2.zarr", work / "maps.zarr", overwrite=True, progress=progress,
                     screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
+            lap("fit")
             self.verdicts = verdicts(work / "maps.zarr", work / "screen.zarr", self.n_frames, self.frame_time_s)
             if self.drift is not None:
                 self.verdicts["drift"] = drift_verdict(self.drift, self.source.shape)
-            from ..pipeline.screen import open_screen
-
             self.windows.summarise(open_screen(work / "screen.zarr")[0][S.REGION].values, self.frame_time_s)
             self.verdicts["stationarity"] = self.windows.verdict()
+            lap("verdicts")
             out = assemble_results(self.output, work / "maps.zarr", work / "g2.zarr", drift_path,
                                    screen=work / "screen.zarr", overwrite=True,
                                    attrs={S.ATTR_RUN_CONFIG: config.as_dict(), "live": json.dumps({
                                        "n_frames": self.n_frames, "frames_used": len(self.source.used),
                                        "last_frame": self.source.used[-1], "verdicts": self.verdicts})})
-        self.save()
+            lap("results")
+        if checkpoint:
+            self.save()
+            lap("checkpoint")
         self.updates += 1
-        from .page import write_page
-
         write_page(live_dir(self.output) / "page", self, out, drift_path, update=self.updates)
+        lap("page")
+        self.timings = timings
         return out
 
 
@@ -400,11 +417,13 @@ def drift_verdict(drift: LiveDrift, frame_shape) -> dict:
 def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
           idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
-          serve: int | None = None, window_frames: int = 200, echo=print) -> LiveRun:
+          serve: int | None = None, window_frames: int = 200, checkpoint_every: float = 300.0,
+          echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
     page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
-    also serves it on 127.0.0.1 while the watch runs."""
+    also serves it on 127.0.0.1 while the watch runs.  The state is saved at the first update, then at most every
+    ``checkpoint_every`` seconds, and at the end (a watch stopped hard re-reads the frames after the last save)."""
     from ..schema import check_frame_time, check_pixel_size
 
     frame_time_s = check_frame_time(frame_time_s, "--frame-time")
@@ -413,7 +432,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
         raise InputError(f"{folder}: not a folder; watch needs the folder the camera writes frames into")
     if isinstance(window_frames, bool) or not isinstance(window_frames, (int, np.integer)) or window_frames < 16:
         raise ParameterError(f"--window must be a whole number of frames >= 16, got {window_frames!r}")
-    for name, v in (("--update-every", update_every), ("--poll", poll_s)):
+    for name, v in (("--update-every", update_every), ("--poll", poll_s), ("--checkpoint-every", checkpoint_every)):
         if not (np.isfinite(v) and v > 0):
             raise ParameterError(f"{name} must be a positive number of seconds, got {v}")
     run = LiveRun.resume_or_start(os.fspath(folder), output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
@@ -429,6 +448,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
         echo(f"live page: http://127.0.0.1:{server.server_address[1]}/ (this machine only)")
     last_update = time.monotonic()
     last_frame = time.monotonic()
+    last_save = -np.inf
     dirty = False
     n_reports = 0
     try:
@@ -449,17 +469,28 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
                 idle_stop is not None and time.monotonic() - last_frame > idle_stop)
             if dirty and run.n_frames >= 4 and (done or time.monotonic() - last_update >= update_every):
                 t0 = time.perf_counter()
-                run.update()
+                save = done or time.monotonic() - last_save >= checkpoint_every
+                try:
+                    run.update(checkpoint=save)
+                    if save:
+                        last_save = time.monotonic()
+                    echo(status_line(run, time.perf_counter() - t0))
+                except InputError as err:  # e.g. nothing to map yet: say so, keep correlating
+                    if done:
+                        raise
+                    echo(f"{run.n_frames} frames: no maps yet ({err})")
                 dirty = False
                 last_update = time.monotonic()
-                echo(status_line(run, time.perf_counter() - t0))
             if done:
                 break
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        if dirty and run.n_frames >= 4:
-            run.update()
-            echo(status_line(run, 0.0))
+        if run.n_frames >= 4:
+            if dirty:
+                run.update()
+                echo(status_line(run, 0.0))
+            else:
+                run.save()
         raise
     finally:
         if server is not None:
@@ -474,4 +505,5 @@ def status_line(run: LiveRun, took_s: float) -> str:
     for name in ("bulk", "surface", "drift", "stationarity"):
         if name in v:
             parts.append(v[name]["verdict"])
-    return " | ".join(parts) + f"  [update {took_s:.1f} s]"
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in run.timings.items())
+    return " | ".join(parts) + f"  [update {took_s:.1f} s" + (f": {steps}]" if steps else "]")

@@ -133,6 +133,7 @@ class LiveRun:
     window_frames: int = 200
     windows: WindowTracker | None = None
     timings: dict = field(default_factory=dict)
+    published_frames: int = 0
     updates: int = 0
     pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
@@ -298,9 +299,22 @@ class LiveRun:
                    "window": "hann", "max_shift_px": float(self.drift.margin), "smooth_frames": 0, "n_outliers": 0,
                    "nonfinite_frames": [], "dead_pixels_in_window": 0})
 
-    def update(self, *, progress: bool = False, checkpoint: bool = True) -> Path:
-        """Write g2, screen, fit and ``results.zarr`` for the frames so far (each store atomically), the live page,
-        and (``checkpoint``) the state; the seconds of each step go to ``self.timings``."""
+    def snapshot(self) -> dict:
+        """Everything an update publishes, taken from the sums now (in the thread that adds frames): the g2 and
+        drift datasets, the finished stationarity windows, the drift verdict and the frame count."""
+        if self.n_frames < 4:
+            raise InputError(f"{self.source.folder}: {self.n_frames} frame(s) so far; a live update needs at least 4")
+        t0 = time.perf_counter()
+        snap = {"g2": self.g2_dataset(), "n_frames": self.n_frames, "used": len(self.source.used),
+                "last_frame": self.source.used[self.n_frames - 1], "windows": self.windows.take_done(),
+                "drift": None if self.drift is None else self.drift_dataset(),
+                "drift_verdict": None if self.drift is None else drift_verdict(self.drift, self.source.shape)}
+        snap["g2_s"] = round(time.perf_counter() - t0, 2)
+        return snap
+
+    def publish(self, snap: dict, *, progress: bool = False) -> Path:
+        """Write a snapshot's g2, screen, fit and ``results.zarr`` (each store atomically) and the live page; may
+        run in a thread of its own while frames keep being added.  The seconds of each step go to ``timings``."""
         import dask
 
         from ..pipeline.config import RunConfig
@@ -311,13 +325,11 @@ class LiveRun:
         from ..store.blocks import write_blocks, write_dataset
         from .page import write_page
 
-        if self.n_frames < 4:
-            raise InputError(f"{self.source.folder}: {self.n_frames} frame(s) so far; a live update needs at least 4")
         work = stage_dir(self.output)
         work.mkdir(parents=True, exist_ok=True)
         config = RunConfig(series=os.path.abspath(self.source.folder), drift=self.drift is not None,
                            reference_roi=None if self.drift is None else list(self.drift.roi))
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"g2": snap["g2_s"]}
         clock = [time.perf_counter()]
 
         def lap(name: str) -> None:
@@ -325,16 +337,14 @@ class LiveRun:
             timings[name] = round(now - clock[0], 2)
             clock[0] = now
 
-        ds = self.g2_dataset()
-        lap("g2")
-        ds = ds.chunk({S.Y: 128, S.X: 128, S.LAG: -1})
+        ds = snap["g2"].chunk({S.Y: 128, S.X: 128, S.LAG: -1})
         with dask.config.set(scheduler="threads"):
             write_blocks(ds, work / "g2.zarr", key=None, overwrite=True, progress=progress,
-                         label=f"live g2 of {self.n_frames} frames")
+                         label=f"live g2 of {snap['n_frames']} frames")
             drift_path = None
-            if self.drift is not None:
+            if snap["drift"] is not None:
                 drift_path = work / "drift.zarr"
-                write_dataset(self.drift_dataset(), drift_path, overwrite=True, progress=False, label="live drift")
+                write_dataset(snap["drift"], drift_path, overwrite=True, progress=False, label="live drift")
             lap("write g2")
             run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=drift_path, surface_nm=config.surface_nm,
                        overwrite=True)
@@ -342,26 +352,75 @@ class LiveRun:
             run_fit(work / "g2.zarr", work / "maps.zarr", overwrite=True, progress=progress,
                     screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
             lap("fit")
-            self.verdicts = verdicts(work / "maps.zarr", work / "screen.zarr", self.n_frames, self.frame_time_s)
-            if self.drift is not None:
-                self.verdicts["drift"] = drift_verdict(self.drift, self.source.shape)
-            self.windows.summarise(open_screen(work / "screen.zarr")[0][S.REGION].values, self.frame_time_s)
-            self.verdicts["stationarity"] = self.windows.verdict()
+            found = verdicts(work / "maps.zarr", work / "screen.zarr", snap["n_frames"], self.frame_time_s)
+            if snap["drift_verdict"] is not None:
+                found["drift"] = snap["drift_verdict"]
+            self.windows.summarise(open_screen(work / "screen.zarr")[0][S.REGION].values, self.frame_time_s,
+                                   snap["windows"])
+            found["stationarity"] = self.windows.verdict()
+            self.verdicts = found
             lap("verdicts")
             out = assemble_results(self.output, work / "maps.zarr", work / "g2.zarr", drift_path,
                                    screen=work / "screen.zarr", overwrite=True,
                                    attrs={S.ATTR_RUN_CONFIG: config.as_dict(), "live": json.dumps({
-                                       "n_frames": self.n_frames, "frames_used": len(self.source.used),
-                                       "last_frame": self.source.used[-1], "verdicts": self.verdicts})})
+                                       "n_frames": snap["n_frames"], "frames_used": snap["used"],
+                                       "last_frame": snap["last_frame"], "verdicts": found})})
             lap("results")
-        if checkpoint:
-            self.save()
-            lap("checkpoint")
         self.updates += 1
+        self.published_frames = snap["n_frames"]
         write_page(live_dir(self.output) / "page", self, out, drift_path, update=self.updates)
         lap("page")
         self.timings = timings
         return out
+
+    def update(self, *, progress: bool = False, checkpoint: bool = True) -> Path:
+        """Snapshot and publish now, in this thread, then (``checkpoint``) save the state."""
+        out = self.publish(self.snapshot(), progress=progress)
+        if checkpoint:
+            t0 = time.perf_counter()
+            self.save()
+            self.timings["checkpoint"] = round(time.perf_counter() - t0, 2)
+        return out
+
+
+class _Publisher:
+    """One update at a time in a background thread; its outcome is read by the watch loop."""
+
+    def __init__(self, run: LiveRun):
+        self.run, self.thread, self.error, self.took = run, None, None, 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, snap: dict) -> None:
+        import threading
+
+        def work():
+            t0 = time.perf_counter()
+            try:
+                self.run.publish(snap)
+            except BaseException as err:  # noqa: BLE001 - handed to the watch loop
+                self.error = err
+            self.took = snap["g2_s"] + time.perf_counter() - t0
+
+        self.error = None
+        self.thread = threading.Thread(target=work, name="ecm-dask live update", daemon=True)
+        self.thread.start()
+
+    def finished(self) -> bool:
+        """True once after an update ended (then ``error`` holds its exception, if any)."""
+        if self.thread is not None and not self.thread.is_alive():
+            self.thread.join()
+            self.thread = None
+            return True
+        return False
+
+    def wait(self) -> bool:
+        if self.thread is None:
+            return False
+        self.thread.join()
+        return self.finished()
 
 
 def verdicts(maps_path, screen_path, n_frames: int, frame_time_s: float) -> dict:
@@ -449,8 +508,17 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
     last_update = time.monotonic()
     last_frame = time.monotonic()
     last_save = -np.inf
-    dirty = False
     n_reports = 0
+    pub = _Publisher(run)
+
+    def outcome(final: bool) -> None:
+        if pub.error is None:
+            echo(status_line(run, pub.took))
+        elif isinstance(pub.error, InputError) and not final:  # e.g. nothing to map yet: keep correlating
+            echo(f"{run.published_frames or run.n_frames} frames: no maps yet ({pub.error})")
+        else:
+            raise pub.error
+
     try:
         while True:
             before = len(run.source.used)
@@ -463,30 +531,36 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
                 del run.source.used[before + len(new):]
             if new:
                 run.add(new)
-                dirty = True
                 last_frame = time.monotonic()
+            if pub.finished():
+                outcome(final=False)
             done = (stop_after is not None and len(run.source.used) >= stop_after) or (
                 idle_stop is not None and time.monotonic() - last_frame > idle_stop)
-            if dirty and run.n_frames >= 4 and (done or time.monotonic() - last_update >= update_every):
-                t0 = time.perf_counter()
-                save = done or time.monotonic() - last_save >= checkpoint_every
-                try:
-                    run.update(checkpoint=save)
-                    if save:
-                        last_save = time.monotonic()
-                    echo(status_line(run, time.perf_counter() - t0))
-                except InputError as err:  # e.g. nothing to map yet: say so, keep correlating
-                    if done:
-                        raise
-                    echo(f"{run.n_frames} frames: no maps yet ({err})")
-                dirty = False
-                last_update = time.monotonic()
             if done:
                 break
+            if (not pub.busy and run.n_frames >= 4 and run.n_frames > run.published_frames
+                    and time.monotonic() - last_update >= update_every):
+                if time.monotonic() - last_save >= checkpoint_every:
+                    run.save()  # here, between frames: the sums and the frame names agree
+                    last_save = time.monotonic()
+                try:
+                    pub.start(run.snapshot())  # maps made in the background while frames keep coming
+                except InputError as err:
+                    echo(f"{run.n_frames} frames: no maps yet ({err})")
+                last_update = time.monotonic()
             time.sleep(poll_s)
+        if pub.wait():
+            outcome(final=False)
+        if run.n_frames >= 4 and run.n_frames > run.published_frames:  # the last frames: published and saved
+            t0 = time.perf_counter()
+            run.update(checkpoint=True)
+            echo(status_line(run, time.perf_counter() - t0))
+        elif run.n_frames >= 4:
+            run.save()
     except KeyboardInterrupt:
+        pub.wait()
         if run.n_frames >= 4:
-            if dirty:
+            if run.n_frames > run.published_frames:
                 run.update()
                 echo(status_line(run, 0.0))
             else:

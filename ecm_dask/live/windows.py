@@ -64,14 +64,20 @@ class WindowTracker:
                                   "status": r.status, "lag": r.lag})
                 self.state = None
 
-    def summarise(self, region: np.ndarray, frame_time_s: float) -> None:
-        """Turn finished windows into per-region model-free tau with the region map ``region (ny, nx)``."""
+    def take_done(self) -> list:
+        """The finished windows not summarised yet (handed over, e.g. to an update running in another thread)."""
+        done, self.done = self.done, []
+        return done
+
+    def summarise(self, region: np.ndarray, frame_time_s: float, done: list | None = None) -> None:
+        """Turn finished windows (``done``, default: those not taken yet) into per-region model-free tau with the
+        region map ``region (ny, nx)``."""
         from ..kernels.g2 import PIXEL_OK
         from ..kernels.regions import roi_average
         from ..kernels.stationarity import tau_model_free
 
         sub = np.asarray(region)[::self.stride, ::self.stride].reshape(-1)
-        for w in self.done:
+        for w in (self.take_done() if done is None else done):
             row = {"frames": w["frames"]}
             ok = w["status"] == PIXEL_OK
             for code in (S.REGION_BULK, S.REGION_SURFACE):
@@ -83,7 +89,6 @@ class WindowTracker:
                         tau = tau_model_free(curve, w["lag"] * frame_time_s)
                 row[S.REGION_NAMES[code]] = tau if np.isfinite(tau) else None
             self.summary.append(row)
-        self.done = []
 
     def verdict(self) -> dict:
         out: dict = {"windows": self.summary, "window_frames": self.frames, "stride": self.stride}

@@ -134,6 +134,7 @@ class LiveRun:
     windows: WindowTracker | None = None
     timings: dict = field(default_factory=dict)
     published_frames: int = 0
+    saved_frames: int = 0
     updates: int = 0
     pending: list = field(default_factory=list)  # frames used but not yet in the sums (drift reference not built)
 
@@ -162,6 +163,7 @@ class LiveRun:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, folder / STATE_FILE)  # the sums and the list of frames in them change together
+        self.saved_frames = self.n_frames
 
     @classmethod
     def resume_or_start(cls, folder: str, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
@@ -209,6 +211,7 @@ class LiveRun:
                 run.windows.state = MultiTauState.from_dict(win)
         if arrays:
             run.state = MultiTauState.from_dict(arrays)
+            run.saved_frames = run.state.n_frames
         if run.state is not None and run.state.n_frames != len(src.used):
             raise InputError(f"{path}: holds {run.state.n_frames} frames of sums but {len(src.used)} frame names; "
                              f"delete {live_dir(output)} to start the live run again")
@@ -481,8 +484,9 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
     page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
-    also serves it on 127.0.0.1 while the watch runs.  The state is saved at the first update, then at most every
-    ``checkpoint_every`` seconds, and at the end (a watch stopped hard re-reads the frames after the last save)."""
+    also serves it on 127.0.0.1 while the watch runs.  Maps are made in a background thread from a snapshot of the
+    sums while frames keep being added.  The state is saved every ``checkpoint_every`` seconds (between frames,
+    before an update) and at the end; a watch stopped hard re-reads the frame files after the last save."""
     from ..schema import check_frame_time, check_pixel_size
 
     frame_time_s = check_frame_time(frame_time_s, "--frame-time")
@@ -507,7 +511,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
         echo(f"live page: http://127.0.0.1:{server.server_address[1]}/ (this machine only)")
     last_update = time.monotonic()
     last_frame = time.monotonic()
-    last_save = -np.inf
+    last_save = time.monotonic()  # the first save after checkpoint_every: until then a restart re-reads the files
     n_reports = 0
     pub = _Publisher(run)
 
@@ -538,11 +542,12 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
                 idle_stop is not None and time.monotonic() - last_frame > idle_stop)
             if done:
                 break
+            if (not pub.busy and run.n_frames > run.saved_frames
+                    and time.monotonic() - last_save >= checkpoint_every):
+                run.save()  # here, between frames: the sums and the frame names agree
+                last_save = time.monotonic()
             if (not pub.busy and run.n_frames >= 4 and run.n_frames > run.published_frames
                     and time.monotonic() - last_update >= update_every):
-                if time.monotonic() - last_save >= checkpoint_every:
-                    run.save()  # here, between frames: the sums and the frame names agree
-                    last_save = time.monotonic()
                 try:
                     pub.start(run.snapshot())  # maps made in the background while frames keep coming
                 except InputError as err:
@@ -575,7 +580,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
 
 def status_line(run: LiveRun, took_s: float) -> str:
     v = run.verdicts
-    parts = [f"{run.n_frames} frames ({v.get('series_s', 0):.0f} s)"]
+    parts = [f"{run.published_frames} frames ({v.get('series_s', 0):.0f} s)"]
     for name in ("bulk", "surface", "drift", "stationarity"):
         if name in v:
             parts.append(v[name]["verdict"])

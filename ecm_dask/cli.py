@@ -423,12 +423,14 @@ def _seconds(ctx, param, value):
               help="frames per stationarity window (tau of each window compared with the first)")
 @click.option("--checkpoint-every", default="300s", callback=_seconds, show_default=True,
               help="save the sums at most this often (and at the end); after a crash the frames since are re-read")
+@click.option("--series", type=click.Path(), help="when the watch ends, ingest the frames it used into this series "
+              "store (for `ecm-dask run`)")
 @click.option("--serve", type=int, default=None, help="serve the live page on 127.0.0.1:PORT (0: any free port)")
 @click.option("--idle-stop", default=None, callback=lambda c, p, v: None if v is None else _seconds(c, p, v),
               help="stop when no frame came for this long (e.g. 60s); default: until Ctrl-C")
 @_friendly
 def watch(source, output, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, reference_roi,
-          max_shift, window_frames, checkpoint_every, serve, idle_stop):
+          max_shift, window_frames, checkpoint_every, series, serve, idle_stop):
     """Correlate the frames a camera writes into SOURCE (one TIFF per frame) while they arrive.
 
     Every update writes OUTPUT (same contract as `ecm-dask run --no-drift`) and prints one line per region: how
@@ -440,7 +442,7 @@ def watch(source, output, frame_time, pixel_size, points_per_octave, update_ever
     run_watch(source, output, frame_time_s=frame_time, pixel_size_nm=pixel_size, points_per_octave=points_per_octave,
               update_every=update_every, poll_s=poll_s, stop_after=stop_after, idle_stop=idle_stop,
               reference_roi=reference_roi, max_shift=max_shift, serve=serve, window_frames=window_frames,
-              checkpoint_every=checkpoint_every, echo=click.echo)
+              checkpoint_every=checkpoint_every, series=series, echo=click.echo)
 
 
 @main.command("simulate-camera")

@@ -70,10 +70,11 @@ def recorded(tmp_path_factory):
         time.sleep(0.01)
     lines = []
     run = watch(cam, tmp / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
-                update_every=0.3, poll_s=0.02, stop_after=300, echo=lines.append)
+                update_every=0.3, poll_s=0.02, stop_after=300, series=tmp / "series.zarr", echo=lines.append)
     th.join()
-    series = ingest(str(cam), tmp / "series.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
-                    progress=False)
+    series = tmp / "series.zarr"  # written by the watch from the frames it used
+    assert lines[-1].startswith(f"series: 300 frames -> {series}")
+    lines.pop()
     offline = run_pipeline(series, tmp / "offline.zarr", drift=False, progress=False)
     return {"run": run, "lines": lines, "tmp": tmp, "offline": offline, "frames": frames, "p": p}
 
@@ -88,6 +89,8 @@ def test_watch_uses_every_frame_once_and_reports_each_update(recorded):
 
 def test_live_g2_and_maps_equal_the_offline_run_of_the_same_frames(recorded):
     tmp = recorded["tmp"]
+    series = xr.open_zarr(tmp / "series.zarr")  # the watch's own series store holds exactly the camera's frames
+    np.testing.assert_array_equal(series["intensity"].values, recorded["frames"])
     live_g2 = xr.open_zarr(stage_dir(tmp / "live.zarr") / "g2.zarr")
     off_g2 = xr.open_zarr(stage_dir(recorded["offline"]) / "g2.zarr")
     np.testing.assert_array_equal(live_g2.status.values, off_g2.status.values)

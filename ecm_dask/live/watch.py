@@ -480,13 +480,15 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
           idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
           serve: int | None = None, window_frames: int = 200, checkpoint_every: float = 300.0,
-          echo=print) -> LiveRun:
+          series: str | os.PathLike | None = None, echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
     page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
     also serves it on 127.0.0.1 while the watch runs.  Maps are made in a background thread from a snapshot of the
     sums while frames keep being added.  The state is saved every ``checkpoint_every`` seconds (between frames,
-    before an update) and at the end; a watch stopped hard re-reads the frame files after the last save."""
+    before an update) and at the end; a watch stopped hard re-reads the frame files after the last save.
+    ``series``: when the watch ends (not on Ctrl-C), the frames it used are ingested into that series store (the
+    usual layout), so ``ecm-dask run`` can follow with the offline pipeline."""
     from ..schema import check_frame_time, check_pixel_size
 
     frame_time_s = check_frame_time(frame_time_s, "--frame-time")
@@ -562,6 +564,13 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
             echo(status_line(run, time.perf_counter() - t0))
         elif run.n_frames >= 4:
             run.save()
+        if series is not None and run.n_frames:
+            from ..pipeline.ingest import ingest
+
+            files = [os.path.join(os.fspath(folder), n) for n in run.source.used[:run.n_frames]]
+            path = ingest(files, series, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
+                          overwrite=True, progress=False)
+            echo(f"series: {run.n_frames} frames -> {path} (ecm-dask run {path} -o results.zarr for the offline maps)")
     except KeyboardInterrupt:
         pub.wait()
         if run.n_frames >= 4:

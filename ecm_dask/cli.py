@@ -406,8 +406,9 @@ def _seconds(ctx, param, value):
 
 
 @main.command()
-@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("source", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="results store written at every update")
+@click.option("--dataset", help="the (time, y, x) dataset an HDF5 SOURCE grows (written in SWMR mode)")
 @click.option("--frame-time", type=float, required=True, help="seconds between frames")
 @click.option("--pixel-size", type=float, required=True, help="pixel size in nm")
 @click.option("--points-per-octave", type=int, default=8, show_default=True)
@@ -429,9 +430,10 @@ def _seconds(ctx, param, value):
 @click.option("--idle-stop", default=None, callback=lambda c, p, v: None if v is None else _seconds(c, p, v),
               help="stop when no frame came for this long (e.g. 60s); default: until Ctrl-C")
 @_friendly
-def watch(source, output, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, reference_roi,
+def watch(source, output, dataset, frame_time, pixel_size, points_per_octave, update_every, poll_s, stop_after, reference_roi,
           max_shift, window_frames, checkpoint_every, series, serve, idle_stop):
-    """Correlate the frames a camera writes into SOURCE (one TIFF per frame) while they arrive.
+    """Correlate the frames a camera writes into SOURCE while they arrive: a folder (one TIFF per frame), a
+    multi-page TIFF or an HDF5 dataset (--dataset) that grows.
 
     Every update writes OUTPUT (same contract as `ecm-dask run --no-drift`) and prints one line per region: how
     many pixels already have a series >= 40 tau, the time still needed, and whether frames are short enough
@@ -442,7 +444,7 @@ def watch(source, output, frame_time, pixel_size, points_per_octave, update_ever
     run_watch(source, output, frame_time_s=frame_time, pixel_size_nm=pixel_size, points_per_octave=points_per_octave,
               update_every=update_every, poll_s=poll_s, stop_after=stop_after, idle_stop=idle_stop,
               reference_roi=reference_roi, max_shift=max_shift, serve=serve, window_frames=window_frames,
-              checkpoint_every=checkpoint_every, series=series, echo=click.echo)
+              checkpoint_every=checkpoint_every, series=series, dataset=dataset, echo=click.echo)
 
 
 @main.command("simulate-camera")

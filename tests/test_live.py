@@ -225,3 +225,64 @@ def test_stationarity_windows_flag_dynamics_that_slow_down(tmp_path, tau_after, 
         assert 1 / 1.5 < st["bulk"]["ratio"] < 1.5 and "bulk tau steady over 4 windows" in st["verdict"]
     with pytest.raises(Exception, match="--window"):
         watch(tmp_path / "cam", tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.33, window_frames=3)
+
+
+def _block_g2(frames):
+    from ecm_dask.kernels import g2 as K
+
+    return K.g2(frames.reshape(frames.shape[0], -1), axis=0)
+
+
+def test_growing_multipage_tiff(tmp_path):
+    """A camera appending pages to one TIFF: every page used once, in order, the last only once it is complete."""
+    import tifffile
+
+    frames, p = synthetic_frames(120, 24, 28, seed=5)
+    path = tmp_path / "stack.tif"
+
+    def camera():
+        for f in frames:
+            tifffile.imwrite(path, f, append=True, photometric="minisblack")
+            time.sleep(0.003)
+
+    th = threading.Thread(target=camera)
+    th.start()
+    run = watch(path, tmp_path / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                update_every=1e3, poll_s=0.01, stop_after=120, echo=lambda line: None)
+    th.join()
+    assert run.source.used == [f"#{i}" for i in range(120)]
+    np.testing.assert_allclose(run.state.result().g2, _block_g2(frames).g2, rtol=1e-6, equal_nan=True)
+
+
+_H5_WRITER = """
+import sys, time
+import h5py, numpy as np
+path, n = sys.argv[1], int(sys.argv[2])
+frames = np.load(sys.argv[3])
+with h5py.File(path, "w", libver="latest") as f:
+    d = f.create_dataset("entry/data/data", shape=(0,) + frames.shape[1:], maxshape=(None,) + frames.shape[1:],
+                         chunks=(1,) + frames.shape[1:], dtype=frames.dtype)
+    f.swmr_mode = True
+    for i in range(n):
+        d.resize(i + 1, axis=0)
+        d[i] = frames[i]
+        d.flush()
+        time.sleep(0.005)
+"""
+
+
+def test_growing_hdf5_dataset_written_in_swmr_mode(tmp_path):
+    frames, p = synthetic_frames(100, 20, 24, seed=6)
+    np.save(tmp_path / "frames.npy", frames)
+    path = tmp_path / "series.h5"
+    writer = subprocess.Popen([sys.executable, "-c", _H5_WRITER, str(path), "100", str(tmp_path / "frames.npy")])
+    try:
+        run = watch(path, tmp_path / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                    dataset="entry/data/data", update_every=1e3, poll_s=0.01, stop_after=100,
+                    echo=lambda line: None)
+    finally:
+        assert writer.wait(timeout=120) == 0
+    assert run.source.used == [f"#{i}" for i in range(100)]
+    np.testing.assert_allclose(run.state.result().g2, _block_g2(frames).g2, rtol=1e-6, equal_nan=True)
+    with pytest.raises(Exception, match="--dataset"):
+        watch(path, tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.33)

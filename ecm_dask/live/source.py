@@ -137,3 +137,95 @@ class FolderFrames:
         if tuple(frame.shape) != self.shape or frame.dtype != self.dtype:
             raise InputError(f"{os.path.join(self.folder, name)}: frame of shape {frame.shape} {frame.dtype}, but the "
                              f"series is {self.shape} {self.dtype}")
+
+
+@dataclass
+class GrowingStack:
+    """Frames appended to one file while it is watched: a multi-page TIFF (one page per frame) or an HDF5 dataset
+    ``(time, y, x)`` written in SWMR mode (``dataset``: its path in the file).
+
+    A frame is used when it is complete: the TIFF's pages except the last, and the last once the file's size stayed
+    the same for two polls; the HDF5 dataset's length as the writer last flushed it (SWMR readers see only whole
+    frames).  ``used`` holds ``"#<index>"`` per frame, so a restart continues at the first frame not used.
+    """
+
+    path: str
+    dataset: str | None = None
+    used: list[str] = field(default_factory=list)
+    shape: tuple[int, int] | None = None
+    dtype: np.dtype | None = None
+    reports: list[str] = field(default_factory=list)
+    _last: tuple | None = None
+
+    @property
+    def folder(self) -> str:  # what a live state is bound to
+        return self.path if self.dataset is None else f"{self.path}::{self.dataset}"
+
+    def _check(self, frame: np.ndarray, index: int) -> None:
+        if self.shape is None:
+            self.shape, self.dtype = tuple(frame.shape), frame.dtype
+        elif tuple(frame.shape) != self.shape or frame.dtype != self.dtype:
+            raise InputError(f"{self.path}: frame {index} has shape {frame.shape} {frame.dtype}, but the series is "
+                             f"{self.shape} {self.dtype}")
+
+    def poll(self) -> list[tuple[str, np.ndarray]]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return []  # not created yet
+        now = (st.st_size, st.st_mtime_ns)
+        stable, self._last = now == self._last, now
+        frames = self._read_hdf5() if self.dataset is not None else self._read_tiff(stable)
+        out = []
+        for i, frame in frames:
+            self._check(frame, i)
+            self.used.append(f"#{i}")
+            out.append((f"#{i}", frame))
+        return out
+
+    def _read_tiff(self, stable: bool):
+        import tifffile
+
+        start = len(self.used)
+        try:
+            with tifffile.TiffFile(self.path) as tf:
+                n = len(tf.pages)
+                complete = n if stable else n - 1  # the last page may still be written
+                return [(i, np.asarray(tf.pages[i].asarray())) for i in range(start, complete)]
+        except Exception:  # noqa: BLE001 - a file in the middle of an append: try again at the next poll
+            return []
+
+    def _read_hdf5(self):
+        import h5py
+
+        start = len(self.used)
+        try:
+            with h5py.File(self.path, "r", libver="latest", swmr=True) as f:
+                if self.dataset not in f:
+                    raise InputError(f"{self.path}: no dataset {self.dataset!r} (give --dataset)")
+                d = f[self.dataset]
+                d.refresh()
+                if d.ndim != 3:
+                    raise InputError(f"{self.path}::{self.dataset} has shape {d.shape}; watch needs (time, y, x)")
+                n = d.shape[0]
+                return [(i, np.asarray(d[i])) for i in range(start, n)]
+        except InputError:
+            raise
+        except OSError:  # being created, or not written with SWMR yet: try again
+            return []
+
+
+def open_live_source(path, dataset: str | None = None, gap_polls: int = 3):
+    """A folder of frame files, or one growing file (``.tif``/``.tiff`` pages, ``.h5``/``.hdf5`` with ``dataset``)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return FolderFrames(os.path.abspath(path), gap_polls=gap_polls)
+    ext = os.path.splitext(path)[1].lower()
+    if ext in TIFF_EXTENSIONS:
+        return GrowingStack(os.path.abspath(path))
+    if ext in (".h5", ".hdf5", ".nxs"):
+        if not dataset:
+            raise InputError(f"{path}: give the dataset the camera appends frames to (--dataset /entry/data/data)")
+        return GrowingStack(os.path.abspath(path), dataset=dataset)
+    raise InputError(f"{path}: watch takes a folder of frame files, a growing multi-page TIFF or an HDF5 file "
+                     "(with --dataset)")

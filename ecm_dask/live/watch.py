@@ -27,7 +27,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import InputError, ParameterError
 from ..kernels.streaming import MultiTauState
-from .source import FolderFrames
+from .source import FolderFrames, GrowingStack, open_live_source
 from .windows import WindowTracker
 
 STATE_FILE = "state.npz"
@@ -122,7 +122,7 @@ def register_integer(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 class LiveRun:
     """The state of one watch: where frames come from, the sums, and what the last update said."""
 
-    source: FolderFrames
+    source: FolderFrames | GrowingStack
     output: Path
     frame_time_s: float
     pixel_size_nm: float
@@ -168,10 +168,10 @@ class LiveRun:
     @classmethod
     def resume_or_start(cls, folder: str, output: str | os.PathLike, *, frame_time_s: float, pixel_size_nm: float,
                         points_per_octave: int = 8, gap_polls: int = 3, reference_roi=None,
-                        max_shift: float = 8.0, window_frames: int = 200) -> "LiveRun":
+                        max_shift: float = 8.0, window_frames: int = 200, dataset: str | None = None) -> "LiveRun":
         output = Path(output)
         path = live_dir(output) / STATE_FILE
-        src = FolderFrames(os.fspath(folder), gap_polls=gap_polls)
+        src = open_live_source(folder, dataset=dataset, gap_polls=gap_polls)
         run = cls(source=src, output=output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                   points_per_octave=points_per_octave, window_frames=int(window_frames))
         if reference_roi is not None:
@@ -181,7 +181,7 @@ class LiveRun:
         with np.load(path) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             arrays = {k: z[k] for k in z.files if k != "meta"}
-        if meta["folder"] != os.path.abspath(folder):
+        if meta["folder"] != src.folder:
             raise ParameterError(f"{output} holds a live run of {meta['folder']}, not of {folder}; choose another "
                                  f"output or delete {live_dir(output)}")
         for name, given in (("frame_time_s", frame_time_s), ("pixel_size_nm", pixel_size_nm),
@@ -480,7 +480,7 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
           points_per_octave: int = 8, update_every: float = 30.0, poll_s: float = 0.5, stop_after: int | None = None,
           idle_stop: float | None = None, gap_polls: int = 3, reference_roi=None, max_shift: float = 8.0,
           serve: int | None = None, window_frames: int = 200, checkpoint_every: float = 300.0,
-          series: str | os.PathLike | None = None, echo=print) -> LiveRun:
+          series: str | os.PathLike | None = None, dataset: str | None = None, echo=print) -> LiveRun:
     """Watch ``folder`` until ``stop_after`` frames were used or no frame came for ``idle_stop`` seconds (or
     Ctrl-C), updating ``output`` every ``update_every`` seconds and at the end; returns the live run.  The live
     page is written to ``<output>.live/page/index.html`` at every update; ``serve`` (a port, 0: any free one)
@@ -493,8 +493,9 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
 
     frame_time_s = check_frame_time(frame_time_s, "--frame-time")
     pixel_size_nm = check_pixel_size(pixel_size_nm, "--pixel-size")
-    if not os.path.isdir(folder):
-        raise InputError(f"{folder}: not a folder; watch needs the folder the camera writes frames into")
+    if not os.path.exists(folder) and not str(folder).lower().endswith((".tif", ".tiff", ".h5", ".hdf5", ".nxs")):
+        raise InputError(f"{folder}: not a folder; watch needs the folder the camera writes frames into (or a growing "
+                         "multi-page TIFF or HDF5 file)")
     if isinstance(window_frames, bool) or not isinstance(window_frames, (int, np.integer)) or window_frames < 16:
         raise ParameterError(f"--window must be a whole number of frames >= 16, got {window_frames!r}")
     for name, v in (("--update-every", update_every), ("--poll", poll_s), ("--checkpoint-every", checkpoint_every)):
@@ -502,7 +503,8 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
             raise ParameterError(f"{name} must be a positive number of seconds, got {v}")
     run = LiveRun.resume_or_start(os.fspath(folder), output, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                                   points_per_octave=points_per_octave, gap_polls=gap_polls,
-                                  reference_roi=reference_roi, max_shift=max_shift, window_frames=window_frames)
+                                  reference_roi=reference_roi, max_shift=max_shift, window_frames=window_frames,
+                                  dataset=dataset)
     if run.n_frames:
         echo(f"resuming: {run.n_frames} frames already in the sums (last {run.source.used[-1]})")
     server = None
@@ -564,7 +566,9 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
             echo(status_line(run, time.perf_counter() - t0))
         elif run.n_frames >= 4:
             run.save()
-        if series is not None and run.n_frames:
+        if series is not None and run.n_frames and isinstance(run.source, GrowingStack):
+            echo(f"series: not written (ingest {run.source.path} once it is complete: ecm-dask ingest)")
+        elif series is not None and run.n_frames:
             from ..pipeline.ingest import ingest
 
             files = [os.path.join(os.fspath(folder), n) for n in run.source.used[:run.n_frames]]

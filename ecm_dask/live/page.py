@@ -72,8 +72,9 @@ def _status_payload(run, update: int, figs: list[str]) -> dict:
                          "long_enough": r["fraction_long_enough"], "frame_time_ok": r["fraction_frame_time_ok"],
                          "seconds_to_go": r["seconds_to_go"]})
     words = [v[k]["verdict"] for k in ("bulk", "surface", "drift", "stationarity") if k in v]
-    return {"update": update, "frames": run.n_frames, "series_s": v.get("series_s", 0.0),
-            "last_frame": run.source.used[run.n_frames - 1] if run.n_frames else None,
+    n = run.published_frames  # the frames the maps were made from (more may have arrived meanwhile)
+    return {"update": update, "frames": n, "series_s": v.get("series_s", 0.0),
+            "last_frame": run.source.used[n - 1] if n else None,
             "verdicts": words, "regions": rows, "figures": figs, "notes": run.source.reports[-10:]}
 
 

@@ -24,7 +24,7 @@ from ..errors import InputError, StoreError
 
 FIGURES = ("frame.png", "maps.png", "tau.png", "beta.png", "regions.png", "g2_fits.png", "histograms.png",
            "drift.png")
-SUMMARIES = ("summary.json", "report.md", "report.html")
+SUMMARIES = ("summary.json", "report.md", "report.html", "explore.html")
 #: frames averaged for frame.png (the first ones: they are read from the first shard only)
 MEAN_FRAMES = 100
 #: quantiles of τ (over ok pixels) of the pixels shown in g2_fits.png by default
@@ -342,7 +342,8 @@ def render_html(summary: dict[str, Any], figures: dict[str, str]) -> str:
     parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>ecm_dask report</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}img{max-width:100%}</style>",
-             "</head><body>", "<h1>ecm_dask report</h1>"]
+             "</head><body>", "<h1>ecm_dask report</h1>",
+             "<p><a href='explore.html'>explore.html</a>: click a pixel of the maps to see its g2 curve and fit</p>"]
     for heading, content in _sections(summary, figures):
         parts.append(f"<h2>{e(heading)}</h2>")
         if isinstance(content, str):
@@ -431,6 +432,9 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
         (tmp / "report.md").write_text(render_markdown(summary, figures), encoding="utf-8")
         (tmp / "report.html").write_text(render_html(summary, figures), encoding="utf-8")
+        from .explore import write_explore
+
+        write_explore(results_path, tmp / "explore.html")
         _publish(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

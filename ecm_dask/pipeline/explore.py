@@ -88,14 +88,17 @@ def page_data(tree, max_mb: float = MAX_MB) -> dict:
 
 
 def render(data: dict, histograms_png: bytes | None, title: str) -> str:
+    import html as _html
+
+    title = _html.escape(title)
     hist = ("<img id='histograms' alt='per-region histograms' src='data:image/png;base64,"
             + base64.b64encode(histograms_png).decode() + "'>") if histograms_png else ""
     payload = json.dumps(data, allow_nan=False, separators=(",", ":"))
     return _TEMPLATE.replace("%TITLE%", title).replace("%HIST%", hist).replace("%DATA%", payload)
 
 
-def write_explore(results_path: str | os.PathLike, out: str | os.PathLike, *, max_mb: float = MAX_MB) -> Path:
-    """Write ``explore.html`` for a results store (atomically); returns its path."""
+def explore_html(tree, *, title: str = "results", max_mb: float = MAX_MB) -> str:
+    """The explorer page of an open results DataTree, as one HTML string."""
     import io
 
     import matplotlib
@@ -104,9 +107,7 @@ def write_explore(results_path: str | os.PathLike, out: str | os.PathLike, *, ma
     import matplotlib.pyplot as plt
 
     from ..plot import plot_histograms
-    from .report import open_results
 
-    tree = open_results(results_path)
     data = page_data(tree, max_mb=max_mb)
     maps = tree.to_dataset()
     png = None
@@ -117,10 +118,18 @@ def write_explore(results_path: str | os.PathLike, out: str | os.PathLike, *, ma
         fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)
         png = buf.getvalue()
+    return render(_clean(data), png, title)
+
+
+def write_explore(results_path: str | os.PathLike, out: str | os.PathLike, *, max_mb: float = MAX_MB) -> Path:
+    """Write ``explore.html`` for a results store (atomically); returns its path."""
+    from .report import open_results
+
+    page = explore_html(open_results(results_path), title=os.path.basename(os.fspath(results_path)), max_mb=max_mb)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(render(_clean(data), png, os.path.basename(os.fspath(results_path))), encoding="utf-8")
+    tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
     return out
 

@@ -124,3 +124,30 @@ assert float(maps.tau.where((truth.region == 1) & good).median()) > float(maps.t
 # %%
 surface_flagged = ((maps.quality & 2) > 0).where((truth.region == 2) & good).mean()
 print(f"surface pixels flagged 'frame time > 0.1 tau': {float(surface_flagged):.0%}")
+
+# %% [markdown]
+# ## The whole run, then point at a pixel
+#
+# `run_pipeline` is `ecm-dask run`: drift, g2, regions and artefact screen, fits, one `results.zarr`.
+# `ecm_dask.open_results` opens it as a DataTree with the `.ecm` accessor: `tree.ecm.pixel(y, x)` (nm) gives a
+# pixel's status, region, parameters with errors and its g2 curve, `.plot()` draws the points and the fit, and
+# `tree.ecm.explore()` shows the interactive explorer in the notebook (click a pixel of the map: its g2 and fit).
+
+# %%
+import ecm_dask
+from ecm_dask.pipeline.run import run_pipeline
+
+results_path = run_pipeline(series_path, workdir / "results.zarr", overwrite=True, progress=False)
+tree = ecm_dask.open_results(results_path)
+ok = np.argwhere(tree.to_dataset().status.values == 0)
+iy, ix = ok[len(ok) // 2]
+px = tree.ecm.pixel(float(tree.y[iy]), float(tree.x[ix]))
+print(f"pixel ({px.y_nm:.2f}, {px.x_nm:.2f}) nm, {px.region}: tau {px.tau:.3g} +- {px.tau_err:.2g} s, "
+      f"beta {px.beta:.2f}, status {px.status_name}")
+assert px.ok and px.g2 is not None
+if os.environ.get("ECM_NOTEBOOK_PLOTS", "1") != "0":
+    import matplotlib
+
+    matplotlib.use("Agg")
+    px.plot().figure.savefig(workdir / "pixel.png", dpi=80)
+explorer = tree.ecm.explore()  # in Jupyter, the last expression of a cell displays it

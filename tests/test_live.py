@@ -286,3 +286,37 @@ def test_growing_hdf5_dataset_written_in_swmr_mode(tmp_path):
     np.testing.assert_allclose(run.state.result().g2, _block_g2(frames).g2, rtol=1e-6, equal_nan=True)
     with pytest.raises(Exception, match="--dataset"):
         watch(path, tmp_path / "o.zarr", frame_time_s=0.5, pixel_size_nm=0.33)
+
+
+def test_gatan_style_folder_tree_in_time_order(tmp_path):
+    """Frames in Hour_xx/Minute_xx/Second_xx sub-folders (Gatan's in-situ layout; TIFF frames here) are used in
+    time order across folders, though their names restart in every second."""
+    frames, p = synthetic_frames(80, 32, 40, seed=8)
+    paths = []
+    for i, f in enumerate(frames):
+        sec, k = divmod(i, 7)  # 7 frames per second, numbered from 0 in each folder
+        d = tmp_path / "cam" / "Hour_00" / f"Minute_{sec // 60:02d}" / f"Second_{sec % 60}"
+        d.mkdir(parents=True, exist_ok=True)
+        paths.append(d / f"frame_{k}.tif")
+    for path, f in zip(paths, frames):
+        path.write_bytes(frame_bytes(f))
+    run = watch(tmp_path / "cam", tmp_path / "live.zarr", frame_time_s=p.frame_time_s, pixel_size_nm=p.pixel_size_nm,
+                update_every=1e3, poll_s=0.01, stop_after=80, series=tmp_path / "s.zarr", echo=lambda line: None)
+    assert run.source.used == [str(q.relative_to(tmp_path / "cam")) for q in paths]
+    assert run.source.reports == []  # per-second numbering is not a gap or a duplicate
+    np.testing.assert_allclose(run.state.result().g2, _block_g2(frames).g2, rtol=1e-6, equal_nan=True)
+    assert not (tmp_path / "s.zarr").exists()  # said so instead of ingesting in another order
+
+
+def test_a_dm_file_that_is_not_one_frame_is_reported_by_name(tmp_path):
+    """DM3/DM4 frames are read through rosettasciio; the vendor sample file holds a 2-frame stack, not a frame."""
+    from pathlib import Path
+
+    from ecm_dask.errors import InputError
+    from ecm_dask.live.source import read_frame
+
+    src = Path(__file__).resolve().parents[2] / "shared" / "data" / "vendor-files" / "test-1.dm4"
+    if not src.is_file():
+        pytest.skip("shared vendor files absent")
+    with pytest.raises(InputError, match=r"test-1\.dm4: holds data of shape \(2, 2, 2\), not one 2-D frame"):
+        read_frame(str(src))

@@ -26,19 +26,38 @@ from ..errors import InputError
 from ..readers._common import _natural_key
 from ..readers.tiff import TIFF_EXTENSIONS
 
+FRAME_EXTENSIONS = (*TIFF_EXTENSIONS, ".dm3", ".dm4")
+
+
+def order_key(name: str):
+    """Natural order of a relative path, folder by folder (``Second_2/...`` before ``Second_10/...``)."""
+    return tuple(_natural_key(part)[0] for part in name.split("/"))
+
 
 def frame_number(name: str) -> int | None:
-    """The last number in a file name (``frame_00012.tif`` -> 12), None if it has none."""
+    """The last number in a file name (``frame_00012.tif`` -> 12), None if it has none or the file is in a
+    sub-folder (Gatan's in-situ trees ``Hour_00/Minute_01/Second_02/...`` number frames within each second)."""
+    if "/" in name:
+        return None
     nums = re.findall(r"\d+", os.path.splitext(os.path.basename(name))[0])
     return int(nums[-1]) if nums else None
 
 
 def read_frame(path: str) -> np.ndarray:
-    """One 2-D frame from a single-frame TIFF (InputError naming the file if it is not one)."""
-    import tifffile
-
+    """One 2-D frame from a single-frame TIFF or DM3/DM4 file (InputError naming the file if it is not one)."""
+    ext = os.path.splitext(path)[1].lower()
     try:
-        a = np.asarray(tifffile.imread(path))
+        if ext in (".dm3", ".dm4"):
+            from rsciio.digitalmicrograph import file_reader
+
+            images = [s["data"] for s in file_reader(path) if np.ndim(s["data"]) in (2, 3)]
+            if not images:
+                raise ValueError("no image in the file")
+            a = np.asarray(images[0])
+        else:
+            import tifffile
+
+            a = np.asarray(tifffile.imread(path))
     except Exception as exc:  # noqa: BLE001 - any reader complaint names the file
         raise InputError(f"{path}: cannot read a frame ({type(exc).__name__}: {exc})") from None
     if a.ndim == 3 and a.shape[0] == 1:
@@ -68,20 +87,33 @@ class FolderFrames:
             self.reports.append(text)
 
     def _listing(self) -> dict[str, tuple[int, int]]:
+        """Frame files by their path relative to the folder (``/``-separated; sub-folders such as Gatan's
+        ``Hour_xx/Minute_xx/Second_xx`` trees included) -> (size, modification time)."""
         out = {}
-        try:
-            entries = list(os.scandir(self.folder))
-        except OSError as exc:
-            raise InputError(f"{self.folder}: cannot list the frame folder ({exc})") from None
-        for e in entries:
-            if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in TIFF_EXTENSIONS:
-                continue
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            where = os.path.join(self.folder, rel) if rel else self.folder
             try:
-                st = e.stat()
-            except OSError:  # removed meanwhile
-                continue
-            if e.is_file():
-                out[e.name] = (st.st_size, st.st_mtime_ns)
+                entries = list(os.scandir(where))
+            except OSError as exc:
+                if not rel:
+                    raise InputError(f"{self.folder}: cannot list the frame folder ({exc})") from None
+                continue  # a sub-folder removed meanwhile
+            for e in entries:
+                if e.name.startswith("."):
+                    continue
+                name = f"{rel}/{e.name}" if rel else e.name
+                try:
+                    if e.is_dir():
+                        stack.append(name)
+                        continue
+                    if os.path.splitext(e.name)[1].lower() not in FRAME_EXTENSIONS or not e.is_file():
+                        continue
+                    st = e.stat()
+                except OSError:  # removed meanwhile
+                    continue
+                out[name] = (st.st_size, st.st_mtime_ns)
         return out
 
     def poll(self) -> list[tuple[str, np.ndarray]]:
@@ -91,13 +123,13 @@ class FolderFrames:
         self._last = now
         used = set(self.used)
         used_numbers = {frame_number(n) for n in self.used} - {None}
-        last_key = _natural_key(self.used[-1]) if self.used else None
+        last_key = order_key(self.used[-1]) if self.used else None
         candidates = []
-        for name in sorted(now, key=_natural_key):
+        for name in sorted(now, key=order_key):
             if name in used:
                 continue
             num = frame_number(name)
-            if last_key is not None and _natural_key(name) < last_key:
+            if last_key is not None and order_key(name) < last_key:
                 self._report(f"late:{name}", f"{name} arrived after later frames were used: ignored")
                 continue
             if num is not None and num in used_numbers:

@@ -568,6 +568,9 @@ def watch(folder: str | os.PathLike, output: str | os.PathLike, *, frame_time_s:
             run.save()
         if series is not None and run.n_frames and isinstance(run.source, GrowingStack):
             echo(f"series: not written (ingest {run.source.path} once it is complete: ecm-dask ingest)")
+        elif series is not None and run.n_frames and any(
+                "/" in n or not n.lower().endswith((".tif", ".tiff")) for n in run.source.used):
+            echo("series: not written (frames in sub-folders or DM files: `ecm-dask ingest` takes TIFF folders)")
         elif series is not None and run.n_frames:
             from ..pipeline.ingest import ingest
 

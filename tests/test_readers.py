@@ -84,7 +84,7 @@ def assert_input_error(excinfo, *needles: str) -> str:
 # ------------------------------------------------------------------------------------------------ API
 
 def test_formats_and_exports():
-    assert set(FORMATS) == {"tiff", "tiff-folder", "dm", "emd", "hdf5", "mrc", "npy", "zarr"}
+    assert set(FORMATS) == {"tiff", "tiff-folder", "dm", "emd", "hdf5", "mrc", "npy", "zarr", "hspy"}
     assert all(isinstance(v, str) and v and "\n" not in v for v in FORMATS.values())
 
 

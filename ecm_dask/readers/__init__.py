@@ -33,12 +33,13 @@ FORMATS: dict[str, str] = {
     "mrc": "MRC image stack (.mrc, .mrcs); pixel size from the voxel size",
     "npy": "NumPy array file (.npy) of shape (time, y, x); no calibration",
     "zarr": "Zarr v2/v3 array or group (folder); --dataset names the array inside a group",
+    "hspy": "HyperSpy file (.hspy): a Signal2D with time as its navigation axis; axes calibrated",
 }
 
 #: file extension -> format name
 EXTENSIONS: dict[str, str] = {
     ".tif": "tiff", ".tiff": "tiff", ".dm3": "dm", ".dm4": "dm", ".emd": "emd", ".h5": "hdf5", ".hdf5": "hdf5",
-    ".hdf": "hdf5", ".mrc": "mrc", ".mrcs": "mrc", ".npy": "npy", ".zarr": "zarr",
+    ".hdf": "hdf5", ".mrc": "mrc", ".mrcs": "mrc", ".npy": "npy", ".zarr": "zarr", ".hspy": "hspy",
 }
 _FORMATS_WITH_DATASET = ("emd", "hdf5", "zarr")
 
@@ -126,6 +127,10 @@ def open_source(inputs: str | os.PathLike | Iterable[str | os.PathLike], *, form
         from .zarr_array import ZarrSource
 
         return ZarrSource(path, dataset=dataset)
+    if fmt == "hspy":
+        from .hyperspy import HyperspySource
+
+        return HyperspySource(path)
     raise AssertionError(fmt)  # pragma: no cover - FORMATS and the dispatch above agree
 
 

@@ -248,10 +248,12 @@ _RSCIIO_LOCK = threading.Lock()
 
 
 def _rsciio_open(kind: str, path: str, **kwargs) -> list[dict]:
-    """rosettasciio's lazy reader for ``kind`` ("dm" or "emd"); any failure becomes InputError."""
+    """rosettasciio's lazy reader for ``kind`` ("dm", "emd", "hspy"); any failure becomes InputError."""
     try:
         if kind == "dm":
             from rsciio.digitalmicrograph import file_reader
+        elif kind == "hspy":
+            from rsciio.hspy import file_reader
         else:
             from rsciio.emd import file_reader
         return file_reader(path, lazy=True, **kwargs)

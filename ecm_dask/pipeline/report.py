@@ -23,7 +23,7 @@ from .. import schema as S
 from ..errors import InputError, StoreError
 
 FIGURES = ("frame.png", "maps.png", "tau.png", "beta.png", "regions.png", "g2_fits.png", "histograms.png",
-           "drift.png")
+           "drift.png", "series.png")
 SUMMARIES = ("summary.json", "report.md", "report.html", "explore.html")
 #: frames averaged for frame.png (the first ones: they are read from the first shard only)
 MEAN_FRAMES = 100
@@ -309,6 +309,10 @@ def _sections(summary: dict[str, Any], figures: dict[str, str]) -> list[tuple[st
         rows.append(("replaced frames", _fmt(d["outlier_frames"]), ""))
         rows.append(("reference ROI (pixels y0,y1,x0,x1)", _fmt(d["reference_roi_px"]), ""))
         out.append(("Drift", rows))
+    if "series_panel" in s:
+        from .series_panel import panel_rows
+
+        out.append(("Series and stationarity", panel_rows(s["series_panel"])))
     if s.get("g2_pixels"):
         out.append(("Pixels in g2_fits.png", [("y (nm)", "x (nm)", "tau (s)", "beta", "fit status")]
                     + [(_fmt(p["y_nm"]), _fmt(p["x_nm"]), _fmt(p["tau_s"]), _fmt(p["beta"]), p["status"])
@@ -425,6 +429,14 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report folder gets the usual permissions
         figures, shown = _write_figures(P, tmp, tree, maps, g2, series, pixels, mean_frames)
         summary = summarize(tree, results_path=results_path, series=series, series_note=series_note)
+        if series is not None:  # I(t), suspect frames, counts, stationarity per region
+            from .series_panel import plot_series_panel, series_panel
+
+            panel = series_panel(series, tree)
+            plot_series_panel(panel).savefig(tmp / "series.png", dpi=110)
+            figures["series.png"] = ("mean intensity per frame (suspect frames marked) and the model-free τ of "
+                                     "consecutive windows of the series per region (stationarity)")
+            summary["series_panel"] = {k: v for k, v in panel.items() if k not in ("time_s", "mean_intensity")}
         summary["figures"] = figures
         summary["g2_pixels"] = [_pixel_row(maps, iy, ix) for iy, ix in shown]
         if "frame.png" not in figures:

@@ -1,0 +1,111 @@
+"""The multi-tau kernel side by side with boost_corr (the APS 8-ID XPCS engine, torch on the CPU), one thread each,
+on identical float32 speckle data saved to disk, in CPU-seconds.
+
+boost_corr needs torch, which does not install beside ecm_dask's Python here, so the peer runs in its own
+interpreter (``--peer-python``, e.g. a Python 3.11 venv with ``pip install torch numpy scipy tqdm "setuptools<81"``;
+boost_corr imports pkg_resources) from a source
+checkout of https://github.com/AdvancedPhotonSource/boost_corr (``--peer-src``, the folder holding ``boost_corr/``):
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_peer.py --peer-python /path/venv/bin/python \\
+        --peer-src /path/checkout [--frames 4096 16384] [--pixels 4096] [--repeat 3]
+
+Both sides read the same ``.npy`` (T, P) float32; each reports the best of ``--repeat`` runs of
+``time.process_time()`` around the correlation only (ecm_dask: ``kernels.g2.g2(method="multitau")``, 8 points per
+octave, numba on one thread; boost_corr: ``MultitauCorrelator(queue_size=128, auto_queue=False)`` fed in batches of 128 frames,
+``torch.set_num_threads(1)``, ``max_count`` the data maximum so that it accumulates in float32, then
+``post_process``).  Without ``--peer-python`` only ecm_dask is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+PEER = r"""
+import json, sys, time
+import numpy as np
+import torch
+torch.set_num_threads(1)
+from boost_corr.multitau import MultitauCorrelator
+x = np.load(sys.argv[1])
+n_t, n_p = x.shape
+side = int(round(n_p ** 0.5))
+best = None
+for _ in range(int(sys.argv[2])):
+    # max_count: the largest count, so boost_corr accumulates in float32 as the data needs (with its default
+    # of 7 it would store counts in bfloat16, fast but 3 significant digits)
+    # queue 128 as given: boost_corr's default auto_queue would raise it to fill its memory budget (8192 here),
+    # which measured 4x slower on this machine
+    xb = MultitauCorrelator(det_size=(side, n_p // side), frame_num=n_t, queue_size=128, auto_queue=False,
+                            device="cpu", max_count=int(x.max()))
+    t0 = time.process_time()
+    for i in range(0, n_t, 128):
+        xb.process(torch.from_numpy(x[i:i + 128]))
+    xb.post_process()
+    dt = time.process_time() - t0
+    best = dt if best is None else min(best, dt)
+print(json.dumps({"cpu_s": best, "torch": torch.__version__}))
+"""
+
+
+def speckle(n_t: int, n_p: int, seed: int = 0) -> np.ndarray:
+    """Float32 speckle counts: exponentially correlated intensities (tau 20 frames), Poisson noise."""
+    rng = np.random.default_rng(seed)
+    a = np.exp(-1 / 20)
+    s = rng.standard_normal(n_p)
+    out = np.empty((n_t, n_p), np.float32)
+    for t in range(n_t):
+        s = a * s + np.sqrt(1 - a * a) * rng.standard_normal(n_p)
+        out[t] = rng.poisson(20 * np.exp(0.3 * s))
+    return out
+
+
+def ours(x: np.ndarray, repeat: int) -> float:
+    import numba
+
+    from ecm_dask.kernels.g2 import g2
+
+    numba.set_num_threads(1)
+    g2(x[:256], axis=0)  # compile / load the cached code
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.process_time()
+        g2(x, axis=0)
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peer-python", help="interpreter with torch for boost_corr")
+    ap.add_argument("--peer-src", help="folder holding the boost_corr package (a source checkout)")
+    ap.add_argument("--frames", type=int, nargs="+", default=[4096, 16384])
+    ap.add_argument("--pixels", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    print(f"{'frames':>7} {'pixels':>7} {'ecm_dask px-frames/CPU-s':>25} {'boost_corr':>12} {'ratio':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_t in args.frames:
+            x = speckle(n_t, args.pixels)
+            path = os.path.join(tmp, f"x{n_t}.npy")
+            np.save(path, x)
+            mine = x.size / ours(x, args.repeat)
+            peer_txt, ratio = "n/a", ""
+            if args.peer_python:
+                env = dict(os.environ, PYTHONPATH=args.peer_src or "", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+                res = subprocess.run([args.peer_python, "-c", PEER, path, str(args.repeat)], capture_output=True,
+                                     text=True, env=env, check=True)
+                peer = x.size / json.loads(res.stdout.strip().splitlines()[-1])["cpu_s"]
+                peer_txt, ratio = f"{peer:.3g}", f"{mine / peer:.2f}x"
+            print(f"{n_t:7d} {args.pixels:7d} {mine:25.3g} {peer_txt:>12} {ratio:>6}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

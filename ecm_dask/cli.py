@@ -1,4 +1,4 @@
-"""Command line: ``ecm-dask ingest | run | info | verify | report | demo | watch | simulate-camera``.
+"""Command line: ``ecm-dask ingest | run | info | verify | report | demo | watch | simulate-camera | compare``.
 
 User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
 status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
@@ -485,3 +485,27 @@ def simulate_camera(output, rate, n_frames, size, seed, start, drift_px):
                    f"(with --max-shift {margin})")
     n = sim(output, frames, rate=rate, start=start, echo=click.echo)
     click.echo(f"camera: done, {n} frames written")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(), help="folder for tau_vs_T.png, compare.json, "
+              "combined.zarr")
+@click.option("--temperatures", help="comma-separated °C, one per result (default: from the stores)")
+@_friendly
+def compare(results, output, temperatures):
+    """Compare RESULTS of runs at several temperatures: per-region median τ(T) with intervals, Arrhenius and VFT
+    fits, a figure and a combined store."""
+    from .errors import ParameterError
+    from .pipeline.compare import compare_results, summary_lines
+
+    temps = None
+    if temperatures:
+        try:
+            temps = [float(v) for v in temperatures.split(",")]
+        except ValueError:
+            raise ParameterError(f"--temperatures {temperatures!r}: give numbers in °C, e.g. 250,260,270") from None
+    summary = compare_results(results, output, temperatures=temps)
+    for line in summary_lines(summary):
+        click.echo(line)
+    click.echo(f"wrote {output}/ (tau_vs_T.png, compare.json, combined.zarr)")

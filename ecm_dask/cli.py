@@ -371,8 +371,8 @@ def demo(output, size, frames, seed, overwrite, quiet):
 
     params = SynthParams(ny=size[0], nx=size[1], n_frames=frames, seed=seed)
     click.echo(run_demo(output, params, overwrite=overwrite, progress=not quiet))
-    click.echo("explore it:  python -c \"import xarray as xr; print(xr.open_datatree('"
-               f"{Path(output) / 'results.zarr'}', engine='zarr'))\"")
+    click.echo(f"explore it:  open {Path(output) / 'report' / 'explore.html'} (click a pixel: its g2 and fit), or in "
+               f"Python: ecm_dask.open_results('{Path(output) / 'results.zarr'}').ecm.pixel(y_nm, x_nm).plot()")
 
 
 if __name__ == "__main__":  # pragma: no cover

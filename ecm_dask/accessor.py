@@ -106,8 +106,7 @@ def _pixel(maps, y, x, units, regions=None, g2=None) -> Pixel:
     maps = maps.transpose(S.Y, S.X, ...)
     iy, ix = _index(maps[S.Y].values, y, units, "y"), _index(maps[S.X].values, x, units, "x")
     code = int(maps[S.STATUS].values[iy, ix])
-    attrs = maps[S.STATUS].attrs
-    names = dict(zip((int(v) for v in attrs.get("flag_values", [])), str(attrs.get("flag_meanings", "")).split()))
+    names = S.flag_names(maps[S.STATUS].attrs)
     params = {k: float(maps[k].values[iy, ix]) for k in PARAMS if k in maps}
     errors = {k: float(maps[f"{k}_err"].values[iy, ix]) for k in PARAMS if f"{k}_err" in maps}
     region = None
@@ -121,7 +120,7 @@ def _pixel(maps, y, x, units, regions=None, g2=None) -> Pixel:
         lag = np.asarray(maps[S.LAG].values, dtype=np.float64)
         curve = np.asarray(maps["g2"].values[iy, ix], dtype=np.float64)
     return Pixel(iy=iy, ix=ix, y_nm=float(maps[S.Y].values[iy]), x_nm=float(maps[S.X].values[ix]), status=code,
-                 status_name=names.get(code, str(code)).replace("_", " "), region=region, params=params,
+                 status_name=names.get(code, str(code)), region=region, params=params,
                  errors=errors, n_pooled=float(maps["n_pooled"].values[iy, ix]) if "n_pooled" in maps else None,
                  lag_s=lag, g2=curve)
 

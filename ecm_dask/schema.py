@@ -157,6 +157,16 @@ def flag_attrs(codes: Mapping[int, str], long_name: str) -> dict[str, Any]:
             ATTR_FLAG_MEANINGS: " ".join(str(v).replace(" ", "_") for v in codes.values())}
 
 
+def flag_names(attrs: Mapping[str, Any], values_key: str = ATTR_FLAG_VALUES) -> dict[int, str]:
+    """The inverse of :func:`flag_attrs`: code -> words from a code map's CF attributes (``values_key``
+    ``flag_masks`` for bit flags); empty if the attributes are missing or do not pair up."""
+    vals = attrs.get(values_key)
+    meanings = str(attrs.get(ATTR_FLAG_MEANINGS, "")).split()
+    if vals is not None and len(vals) == len(meanings):
+        return {int(v): m.replace("_", " ") for v, m in zip(vals, meanings)}
+    return {}
+
+
 # ------------------------------------------------------------------------- analysis (ecm_dask.analysis)
 REGION_EXCLUDED = -1  # pixels outside a user mask, or not in view for the whole series, in a classified region map
 #: the codes of a classified region map (``/regions`` of a result)

@@ -30,12 +30,6 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
 
 
-def _flags(attrs: dict) -> dict[int, str]:
-    values = attrs.get("flag_values") or []
-    names = str(attrs.get("flag_meanings") or "").split()
-    return {int(v): n.replace("_", " ") for v, n in zip(values, names)}
-
-
 def _viridis() -> list[list[int]]:
     import matplotlib
 
@@ -69,7 +63,7 @@ def page_data(tree, max_mb: float = MAX_MB) -> dict:
                 ok = np.asarray(maps[S.STATUS].values) == FIT_OK
                 data["limits"][name] = _limits(np.where(ok, v, np.nan), log=name == "tau")
     data["status"] = _b64(np.asarray(maps[S.STATUS].values, dtype=np.uint8))
-    data["status_names"] = _flags(maps[S.STATUS].attrs)
+    data["status_names"] = S.flag_names(maps[S.STATUS].attrs)
     if S.REGIONS_GROUP in tree.children:
         reg = tree[S.REGIONS_GROUP].to_dataset()[S.REGION].transpose(S.Y, S.X)
         data["region"] = _b64(np.asarray(reg.values, dtype=np.int8))

@@ -92,14 +92,6 @@ def _counts(codes: np.ndarray, names: dict[int, str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _flag_names(attrs: dict, values_key: str) -> dict[int, str]:
-    vals = attrs.get(values_key)
-    meanings = str(attrs.get("flag_meanings", "")).split()
-    if vals is not None and len(vals) == len(meanings):
-        return {int(v): m.replace("_", " ") for v, m in zip(vals, meanings)}
-    return {}
-
-
 def _stats(values: np.ndarray) -> dict[str, float | int | None]:
     v = values[np.isfinite(values)]
     if v.size == 0:
@@ -155,10 +147,10 @@ def summarize(tree, *, results_path, series=None, series_note: str | None = None
     }
     if g2 is not None and S.STATUS in g2:
         out["pixel_status"] = _counts(np.asarray(g2[S.STATUS].values).ravel(),
-                                      _flag_names(g2[S.STATUS].attrs, "flag_values"))
+                                      S.flag_names(g2[S.STATUS].attrs, "flag_values"))
     if S.QUALITY in maps:
         quality = np.asarray(maps[S.QUALITY].values).ravel()[ok].astype(np.int64)
-        flags = _flag_names(maps[S.QUALITY].attrs, "flag_masks") or {k: v.replace("_", " ")
+        flags = S.flag_names(maps[S.QUALITY].attrs, "flag_masks") or {k: v.replace("_", " ")
                                                                     for k, v in QUALITY_FLAGS.items()}
         n = max(int(ok.sum()), 1)
         out["quality_of_ok_pixels"] = {"any flag": float(np.count_nonzero(quality) / n),

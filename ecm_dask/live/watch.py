@@ -285,22 +285,16 @@ class LiveRun:
 
     def drift_dataset(self):
         """The shifts so far as the drift stage's dataset (``shift``, ``shift_nm``, ``peak``, ``outlier``)."""
-        import xarray as xr
+        from ..ops.drift import drift_dataset
 
         sh = np.asarray(self.drift.shifts, dtype=np.float64).reshape(-1, 2)
         n = sh.shape[0]
-        convention = "frame t shows the sample displaced by +shift(t): observed[t, y, x] = sample[y - dy, x - dx]"
-        return xr.Dataset(
-            {S.SHIFT: ((S.TIME, S.AXIS), sh, {**S.coord_attrs(S.SHIFT, "estimated drift"), "convention": convention}),
-             S.SHIFT_NM: ((S.TIME, S.AXIS), sh * self.pixel_size_nm, {"units": "nm", "long_name": "estimated drift"}),
-             "peak": (S.TIME, np.asarray(self.drift.peaks), {"long_name": "phase-correlation peak height"}),
-             "outlier": (S.TIME, np.zeros(n, bool), {"long_name": "frame replaced by interpolation (never, live)"})},
-            coords={S.TIME: (S.TIME, np.arange(n) * self.frame_time_s, S.coord_attrs(S.TIME, "time")),
-                    S.AXIS: [S.Y, S.X]},
-            attrs={"reference_roi_px": list(self.drift.roi), "margin_px": self.drift.margin,
-                   "reference": f"mean of the first {N_REFERENCE_FRAMES} frames (live)", "upsample": 20,
-                   "window": "hann", "max_shift_px": float(self.drift.margin), "smooth_frames": 0, "n_outliers": 0,
-                   "nonfinite_frames": [], "dead_pixels_in_window": 0})
+        time = (S.TIME, np.arange(n) * self.frame_time_s, S.coord_attrs(S.TIME, "time"))
+        return drift_dataset(sh, self.drift.peaks, np.zeros(n, bool), time, self.pixel_size_nm, {
+            "reference_roi_px": list(self.drift.roi), "margin_px": self.drift.margin,
+            "reference": f"mean of the first {N_REFERENCE_FRAMES} frames (live)", "upsample": 20, "window": "hann",
+            "max_shift_px": float(self.drift.margin), "smooth_frames": 0, "n_outliers": 0, "nonfinite_frames": [],
+            "dead_pixels_in_window": 0})
 
     def snapshot(self) -> dict:
         """Everything an update publishes, taken from the sums now (in the thread that adds frames): the g2 and

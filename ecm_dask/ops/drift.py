@@ -47,7 +47,6 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
     Dataset: ``shift (time, axis)`` in pixels and ``shift_nm``, ``peak (time)`` (correlation quality),
     ``outlier (time)`` (replaced by interpolation); attrs record the ROI and settings.
     """
-    import xarray as xr
 
     intensity, frame_time = _as_intensity(series)
     ny, nx = intensity.sizes[S.Y], intensity.sizes[S.X]
@@ -111,17 +110,26 @@ def estimate_drift(series, roi, *, units: str = "pixel", margin: int | None = No
             raise ParameterError(f"frame {t}: estimated drift ({cleaned[t, 0]:+.2f}, {cleaned[t, 1]:+.2f}) px exceeds "
                              f"max_shift = {max_shift:g} px; raise max_shift if the sample really moved that far")
     px = float(intensity[S.X].values[1] - intensity[S.X].values[0]) if nx > 1 else 1.0
-    coords = {S.TIME: intensity[S.TIME], S.AXIS: [S.Y, S.X]}
+    return drift_dataset(cleaned, peaks, outliers, intensity[S.TIME], px, {
+        "reference_roi_px": [y0, y1, x0, x1], "margin_px": m, "reference": reference, "upsample": int(upsample),
+        "window": str(window), "max_shift_px": max_shift, "smooth_frames": int(smooth),
+        "n_outliers": int(outliers.sum()), "nonfinite_frames": [int(t) for t in nonfinite[:1000]],
+        "dead_pixels_in_window": int(dead.sum()) if not dead.all() else 0})
+
+
+def drift_dataset(shifts, peaks, outliers, time, pixel_size_nm: float, attrs: dict):
+    """The drift stage's dataset from per-frame ``shifts (time, 2)`` in pixels, ``peaks`` and ``outliers``: one
+    description for every producer of a ``drift.zarr`` (this estimator and the live watch)."""
+    import xarray as xr
+
+    shifts = np.asarray(shifts, dtype=np.float64)
     convention = "frame t shows the sample displaced by +shift(t): observed[t, y, x] = sample[y - dy, x - dx]"
     ds = xr.Dataset(
-        {S.SHIFT: ((S.TIME, S.AXIS), cleaned, {**S.coord_attrs(S.SHIFT, "estimated drift"), "convention": convention}),
-         "shift_nm": ((S.TIME, S.AXIS), cleaned * px, {"units": "nm", "long_name": "estimated drift"}),
-         "peak": (S.TIME, peaks, {"long_name": "phase-correlation peak height (registration quality)"}),
-         "outlier": (S.TIME, outliers, {"long_name": "frame replaced by interpolation (weak peak or jump)"})},
-        coords=coords)
-    ds.attrs.update({"reference_roi_px": [y0, y1, x0, x1], "margin_px": m, "reference": reference,
-                     "upsample": int(upsample), "window": str(window), "max_shift_px": max_shift,
-                     "smooth_frames": int(smooth), "n_outliers": int(outliers.sum()),
-                     "nonfinite_frames": [int(t) for t in nonfinite[:1000]],
-                     "dead_pixels_in_window": int(dead.sum()) if not dead.all() else 0})
+        {S.SHIFT: ((S.TIME, S.AXIS), shifts, {**S.coord_attrs(S.SHIFT, "estimated drift"), "convention": convention}),
+         S.SHIFT_NM: ((S.TIME, S.AXIS), shifts * pixel_size_nm, {"units": "nm", "long_name": "estimated drift"}),
+         "peak": (S.TIME, np.asarray(peaks), {"long_name": "phase-correlation peak height (registration quality)"}),
+         "outlier": (S.TIME, np.asarray(outliers, dtype=bool),
+                     {"long_name": "frame replaced by interpolation (weak peak or jump)"})},
+        coords={S.TIME: time, S.AXIS: [S.Y, S.X]})
+    ds.attrs.update(attrs)
     return ds

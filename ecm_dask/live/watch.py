@@ -320,6 +320,7 @@ class LiveRun:
         from ..pipeline.run import stage_dir
         from ..pipeline.screen import open_screen, run_screen
         from ..store.blocks import write_blocks, write_dataset
+        from ..store.integrity import open_checked
         from .page import write_page
 
         work = stage_dir(self.output)
@@ -349,10 +350,11 @@ class LiveRun:
             run_fit(work / "g2.zarr", work / "maps.zarr", overwrite=True, progress=progress,
                     screen_path=work / "screen.zarr", pooling=dict(config.pooling), **config.fit)
             lap("fit")
-            found = verdicts(work / "maps.zarr", work / "screen.zarr", snap["n_frames"], self.frame_time_s)
+            regions, artefacts = open_screen(work / "screen.zarr")  # read once for the verdicts and the windows
+            found = verdicts(open_checked(work / "maps.zarr"), regions, artefacts, snap["n_frames"], self.frame_time_s)
             if snap["drift_verdict"] is not None:
                 found["drift"] = snap["drift_verdict"]
-            self.windows.summarise(open_screen(work / "screen.zarr")[0][S.REGION].values, self.frame_time_s,
+            self.windows.summarise(regions[S.REGION].values, self.frame_time_s,
                                    snap["windows"])
             found["stationarity"] = self.windows.verdict()
             self.verdicts = found
@@ -420,14 +422,10 @@ class _Publisher:
         return self.finished()
 
 
-def verdicts(maps_path, screen_path, n_frames: int, frame_time_s: float) -> dict:
+def verdicts(maps, regions, artefacts, n_frames: int, frame_time_s: float) -> dict:
     """Per region (bulk, surface): how many ok pixels have a series >= 40 tau and frames <= 0.1 tau apart, and how
-    long until the median pixel gets there at this frame time."""
-    from ..pipeline.screen import open_screen
-    from ..store.integrity import open_checked
-
-    maps = open_checked(maps_path)
-    regions, artefacts = open_screen(screen_path)
+    long until the median pixel gets there at this frame time (``maps`` of the fit stage, ``regions`` and
+    ``artefacts`` of the screen stage)."""
     tau = np.asarray(maps["tau"].values, dtype=np.float64)
     # fitted ok, and neither an artefact (static, drift-swept) nor outside the wire
     ok = (np.asarray(maps["status"].values) == 0) & (np.asarray(artefacts["artefact"].values) == 0)

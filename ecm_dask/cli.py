@@ -82,6 +82,8 @@ def main():
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="series store to write (*.zarr)")
 @click.option("--frame-time", type=float, help="seconds between frames (overrides the file)")
 @click.option("--pixel-size", type=float, help="pixel size in nm (overrides the file)")
+@click.option("--k-calibration", type=float, help="diffraction series: nm^-1 per camera pixel (instead of "
+                                                  "--pixel-size); analyse it with 'run --mode diffraction'")
 @click.option("--temperature", type=float, help="sample temperature in degrees Celsius")
 @click.option("--material", help="sample material, e.g. Pt57.5Cu14.7Ni5.3P22.5")
 @click.option("--instrument", help="instrument and mode, e.g. 'Titan, tilted dark field'")
@@ -97,8 +99,8 @@ def main():
 @click.option("--overwrite", is_flag=True, help="replace an existing store at OUTPUT")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_friendly
-def ingest(inputs, output, frame_time, pixel_size, temperature, material, instrument, description, fmt, dataset,
-           axes, tile, shard_mb, overwrite, quiet):
+def ingest(inputs, output, frame_time, pixel_size, k_calibration, temperature, material, instrument, description, fmt,
+           dataset, axes, tile, shard_mb, overwrite, quiet):
     """Convert INPUTS (a multi-frame file, a folder of frames, or frame files) into a series store.
 
     Formats: multi-page TIFF or a folder of TIFFs, Gatan DM3/DM4, Velox or Berkeley EMD, HDF5, MRC,
@@ -110,7 +112,7 @@ def ingest(inputs, output, frame_time, pixel_size, temperature, material, instru
     path = run_ingest(list(inputs) if len(inputs) > 1 else inputs[0], output, frame_time_s=frame_time,
                       pixel_size_nm=pixel_size, temperature_C=temperature, material=material, instrument=instrument,
                       description=description, format=fmt, dataset=dataset, axes=axes, overwrite=overwrite, tile=tile,
-                      shard_mb=shard_mb, progress=not quiet)
+                      shard_mb=shard_mb, progress=not quiet, k_calibration=k_calibration)
     click.echo(describe(path))
     click.echo(f"wrote {path}")
 
@@ -219,6 +221,19 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="largest |log10 tau| difference of a pooled neighbour (decades)")
 @click.option("--stall-timeout", type=click.FloatRange(1.0, 1e7), help="stop a stage in which no task finished for "
               "this many seconds [default: $ECM_DASK_STALL_TIMEOUT or 3600]")
+@click.option("--mode", type=click.Choice(["image", "diffraction"]), default="image", show_default=True,
+              help="image: maps of tau, beta per pixel; diffraction: a diffraction-pattern series at one probe "
+                   "position -> tau(q), beta(q), I(q) on rings of constant q")
+@click.option("--k-calibration", type=float, help="diffraction: nm^-1 per camera pixel [default: the series']")
+@click.option("--beam-centre", help="diffraction: ROW,COLUMN of the beam on the camera, pixels [default: the "
+                                    "series', else found from the mean pattern]")
+@click.option("--q-bins", default="24", show_default=True,
+              help="diffraction: number of equal q rings, or ring edges in nm^-1 like 1,1.5,2,3")
+@click.option("--mask", "mask_file", type=click.Path(path_type=Path),
+              help="diffraction: .npy or .tif image of the camera, True/1 = use the pixel")
+@click.option("--beam-stop-q", type=float, help="diffraction: leave out pixels below this q (nm^-1)")
+@click.option("--sectors", type=click.IntRange(0, 64), default=8, show_default=True,
+              help="diffraction: angular sectors per ring for jackknife errors (0: fit-covariance errors)")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
@@ -229,8 +244,9 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
         normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, adaptive_radius, adaptive_tol,
-        stall_timeout, report_dir, no_report, cluster, workers, threads, memory_limit, profile,
-        profiles_file, local_directory, tls, host, insecure_host, dashboard_host, overwrite, quiet):
+        stall_timeout, mode, k_calibration, beam_centre, q_bins, mask_file, beam_stop_q, sectors, report_dir,
+        no_report, cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
+        insecure_host, dashboard_host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
     /regions, /distributions, /artefacts, /g2, /drift).
 
@@ -248,6 +264,26 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     if cluster == "local" and not profile:  # refuse an open cluster before anything else
         check_host(host, tls=tls, insecure=insecure_host, log=lambda line: None)
         check_host(dashboard_host, insecure=insecure_host, what="--dashboard-host", log=lambda line: None)
+    _check_mode_options(ctx, mode)
+    if mode == "diffraction":
+        from .pipeline.diffraction import DiffractionConfig, run_diffraction, write_diffraction_report
+        from .pipeline.run import default_report_dir
+
+        config = DiffractionConfig.build(
+            series, g2_options={"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
+                                "normalization": normalization, "bad_frames": bad_frames},
+            k_calibration=k_calibration, beam_centre=beam_centre, q_bins=q_bins, mask=mask_file,
+            beam_stop_q=beam_stop_q, n_sectors=sectors)
+        with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
+                      insecure_host, dashboard_host):
+            path = run_diffraction(series, output, config, overwrite=overwrite, progress=not quiet)
+        if not no_report:
+            click.echo(f"report: {write_diffraction_report(path, report_dir or default_report_dir(path))}", err=True)
+        from .pipeline.diffraction import ring_summary
+
+        click.echo(ring_summary(path))
+        click.echo(f"wrote {path}  (xr.open_datatree(..., engine='zarr'): tau, beta, I(q), g2 on q; /camera)")
+        return
     from .pipeline.run import check_run, default_report_dir, run_pipeline
 
     g2_options = {"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
@@ -282,6 +318,23 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
     click.echo(region_summary(path))
     click.echo(f"wrote {path}  (xr.open_zarr: maps; xr.open_datatree(..., engine='zarr'): maps, /fit, /regions, "
                "/distributions, /artefacts, /g2, /drift)")
+
+
+IMAGE_ONLY = ("reference_roi", "roi_units", "no_drift", "max_shift", "pool", "pool_mode", "model", "block_mb",
+              "surface_nm", "adaptive_radius", "adaptive_tol")
+DIFFRACTION_ONLY = ("k_calibration", "beam_centre", "q_bins", "mask_file", "beam_stop_q", "sectors")
+
+
+def _check_mode_options(ctx, mode: str) -> None:
+    """Options of the other mode given on the command line (or in --config) are refused, not ignored."""
+    from click.core import ParameterSource
+
+    other = IMAGE_ONLY if mode == "diffraction" else DIFFRACTION_ONLY
+    given = [p for p in ctx.command.params if p.name in other and ctx.get_parameter_source(p.name) in (
+        ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP, ParameterSource.ENVIRONMENT)]
+    if given:
+        names = ", ".join(p.opts[0] for p in given)
+        raise click.UsageError(f"{names} do(es) not apply to --mode {mode}")
 
 
 @main.command()

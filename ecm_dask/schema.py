@@ -226,6 +226,12 @@ ATTR_UNITS = "units"
 ATTR_LONG_NAME = "long_name"
 ATTR_K_CALIBRATION = "k_calibration_nm-1_per_px"  # reciprocal-space pixel size of a diffraction camera
 ATTR_BEAM_CENTRE = "beam_centre_px"  # (row, column) of the undiffracted beam on the camera, in pixels
+#: what the frames of a series are: "image" (real space, the default when absent) or "diffraction" (camera in
+#: reciprocal space: ``k_calibration_nm-1_per_px`` instead of ``pixel_size_nm``, y/x coordinates in nm^-1)
+ATTR_SERIES_MODE = "series_mode"
+MODE_IMAGE = "image"
+MODE_DIFFRACTION = "diffraction"
+SERIES_MODES = (MODE_IMAGE, MODE_DIFFRACTION)
 
 UNKNOWN = "unknown"
 
@@ -358,15 +364,19 @@ def validate_series(ds, *, require_complete: bool = False) -> None:
                 problems.append(f"no coordinate {dim!r}")
                 continue
             c = ds.coords[dim]
-            if c.attrs.get(ATTR_UNITS) != UNITS[dim]:
-                problems.append(f"coordinate {dim!r} has units {c.attrs.get(ATTR_UNITS)!r}, expected {UNITS[dim]!r}")
+            want = series_units(dim, series_mode(ds.attrs))
+            if c.attrs.get(ATTR_UNITS) != want:
+                problems.append(f"coordinate {dim!r} has units {c.attrs.get(ATTR_UNITS)!r}, expected {want!r}")
             vals = np.asarray(c.values)
             if vals.size and not np.issubdtype(vals.dtype, np.number):
                 problems.append(f"coordinate {dim!r} is not numeric ({vals.dtype})")
             elif vals.size > 1 and not np.all(np.diff(vals) > 0):
                 problems.append(f"coordinate {dim!r} is not strictly increasing")
     attrs = ds.attrs
+    mode = series_mode(attrs)
     for spec in SERIES_REQUIRED_ATTRS:
+        if spec.name == ATTR_PIXEL_SIZE and mode == MODE_DIFFRACTION:
+            continue  # a diffraction camera has a k calibration instead (checked below)
         if spec.name not in attrs:
             problems.append(f"missing attribute {spec.name!r} ({spec.description})")
             continue
@@ -379,6 +389,13 @@ def validate_series(ds, *, require_complete: bool = False) -> None:
         elif not numeric and not isinstance(value, spec.kind):
             problems.append(f"attribute {spec.name!r} = {value!r} has type {type(value).__name__}, "
                             f"expected {spec.kind if isinstance(spec.kind, type) else spec.kind}")
+    if mode not in SERIES_MODES:
+        problems.append(f"attribute {ATTR_SERIES_MODE!r} = {mode!r}, expected one of {SERIES_MODES}")
+    elif mode == MODE_DIFFRACTION:
+        k = attrs.get(ATTR_K_CALIBRATION)
+        if not _is_number(k) or not 0 < float(k) < float("inf"):
+            problems.append(f"attribute {ATTR_K_CALIBRATION!r} = {k!r}: a diffraction series needs its camera "
+                            "calibration as a positive number of nm^-1 per pixel")
     for name, checker in ((ATTR_FRAME_TIME, check_frame_time), (ATTR_PIXEL_SIZE, check_pixel_size),
                           (ATTR_TEMPERATURE, check_temperature)):
         if name in attrs and _is_number(attrs[name]):
@@ -395,7 +412,9 @@ def validate_series(ds, *, require_complete: bool = False) -> None:
     # coordinates agree with the calibration
     if not problems and INTENSITY in ds:
         ft = float(attrs[ATTR_FRAME_TIME])
-        px = float(attrs[ATTR_PIXEL_SIZE])
+        px = float(attrs[ATTR_K_CALIBRATION] if mode == MODE_DIFFRACTION else attrs[ATTR_PIXEL_SIZE])
+        unit = "nm^-1" if mode == MODE_DIFFRACTION else "nm"
+        step = ATTR_K_CALIBRATION if mode == MODE_DIFFRACTION else ATTR_PIXEL_SIZE
         t = np.asarray(ds[TIME].values, dtype=float)
         if t.size > 1 and not np.allclose(np.median(np.diff(t)), ft, rtol=1e-3):
             problems.append(f"coordinate {TIME!r} steps by {np.median(np.diff(t)):g} s but "
@@ -403,9 +422,21 @@ def validate_series(ds, *, require_complete: bool = False) -> None:
         for dim in (Y, X):
             c = np.asarray(ds[dim].values, dtype=float)
             if c.size > 1 and not np.allclose(np.diff(c), px, rtol=1e-6):
-                problems.append(f"coordinate {dim!r} steps by {np.diff(c)[0]:g} nm but {ATTR_PIXEL_SIZE!r} = {px:g} nm")
+                problems.append(f"coordinate {dim!r} steps by {np.diff(c)[0]:g} {unit} but {step!r} = {px:g} {unit}")
     if problems:
         raise ValidationError(problems)
+
+
+def series_mode(attrs: Mapping[str, Any]) -> str:
+    """``"image"`` or ``"diffraction"`` (:data:`ATTR_SERIES_MODE`; absent means image)."""
+    return attrs.get(ATTR_SERIES_MODE, MODE_IMAGE)
+
+
+def series_units(dim: str, mode: str = MODE_IMAGE) -> str:
+    """Units of a series coordinate: as :data:`UNITS`, except the camera axes of a diffraction series (nm^-1)."""
+    if mode == MODE_DIFFRACTION and dim in (Y, X):
+        return UNITS[KY]
+    return UNITS[dim]
 
 
 def coord_attrs(name: str, long_name: str | None = None) -> dict[str, str]:
@@ -418,9 +449,11 @@ def coord_attrs(name: str, long_name: str | None = None) -> dict[str, str]:
 
 def series_attrs(meta: Mapping[str, Any]) -> dict[str, Any]:
     """Return the attributes of a series from a metadata mapping, with defaults for the optional text ones."""
+    diffraction = meta.get(ATTR_SERIES_MODE) == MODE_DIFFRACTION
     out = {
         ATTR_FRAME_TIME: float(meta[ATTR_FRAME_TIME]),
-        ATTR_PIXEL_SIZE: float(meta[ATTR_PIXEL_SIZE]),
+        **({ATTR_SERIES_MODE: MODE_DIFFRACTION, ATTR_K_CALIBRATION: float(meta[ATTR_K_CALIBRATION])} if diffraction
+           else {ATTR_PIXEL_SIZE: float(meta[ATTR_PIXEL_SIZE])}),
         ATTR_TEMPERATURE: check_temperature(meta.get(ATTR_TEMPERATURE)),
         ATTR_MATERIAL: str(meta.get(ATTR_MATERIAL) or UNKNOWN),
         ATTR_INSTRUMENT: str(meta.get(ATTR_INSTRUMENT) or UNKNOWN),

@@ -289,6 +289,10 @@ class RunConfig:
         from ..ops.regions import parse_roi
 
         intensity = ds[S.INTENSITY]
+        if S.series_mode(ds.attrs) == S.MODE_DIFFRACTION:
+            raise ParameterError(f"{self.series} is a diffraction series (ingested with --k-calibration): the image "
+                                 "pipeline would make maps of camera pixels; analyse it with "
+                                 "'ecm-dask run --mode diffraction'")
         n_t, ny, nx = (int(s) for s in intensity.shape)
         self.g2.check_series(n_t, ny, nx, float(ds.attrs[S.ATTR_FRAME_TIME]))
         if self.drift and self.reference_roi is not None:

@@ -27,8 +27,12 @@ MAX_SHARD_MB = 65536
 
 def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, pixel_size_nm: float | None = None,
                      temperature_C: float | None = None, material: str | None = None,
-                     instrument: str | None = None, description: str | None = None) -> dict[str, Any]:
+                     instrument: str | None = None, description: str | None = None,
+                     k_calibration: float | None = None) -> dict[str, Any]:
     """Series attributes from the file's own metadata, overridden by the caller's (CLI flags).
+
+    ``k_calibration`` (nm^-1 per camera pixel) makes the series a diffraction series (``series_mode``
+    "diffraction", analysed with ``ecm-dask run --mode diffraction``); it then needs no real-space pixel size.
 
     Raises
     ------
@@ -41,13 +45,23 @@ def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, 
     px = pixel_size_nm if pixel_size_nm is not None else m.pixel_size_nm
     if ft is None:
         raise MetadataError(f"{source.label}: the file does not record the frame time; give it with --frame-time SECONDS")
-    if px is None:
+    if k_calibration is not None:
+        if pixel_size_nm is not None:
+            raise ParameterError("--pixel-size (image series) and --k-calibration (diffraction series) exclude "
+                                 "each other: give the one that describes the camera")
+        if isinstance(k_calibration, bool) or not isinstance(k_calibration, (int, float)) or not (
+                0 < k_calibration < float("inf")):
+            raise ParameterError(f"--k-calibration must be a positive number of nm^-1 per pixel, got {k_calibration!r}")
+        px = None
+    elif px is None:
         raise MetadataError(f"{source.label}: the file does not record the pixel size; give it with --pixel-size NM")
     where_ft = "--frame-time" if frame_time_s is not None else f"{source.label}: frame time in file"
     where_px = "--pixel-size" if pixel_size_nm is not None else f"{source.label}: pixel size in file"
+    camera = ({S.ATTR_SERIES_MODE: S.MODE_DIFFRACTION, S.ATTR_K_CALIBRATION: float(k_calibration)}
+              if k_calibration is not None else {S.ATTR_PIXEL_SIZE: S.check_pixel_size(px, where_px)})
     meta = {
         S.ATTR_FRAME_TIME: S.check_frame_time(ft, where_ft),
-        S.ATTR_PIXEL_SIZE: S.check_pixel_size(px, where_px),
+        **camera,
         S.ATTR_TEMPERATURE: S.check_temperature(temperature_C if temperature_C is not None else m.temperature_C,
                                                 "--temperature"),
         S.ATTR_MATERIAL: material or S.UNKNOWN,
@@ -67,7 +81,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
            temperature_C: float | None = None, material: str | None = None, instrument: str | None = None,
            description: str | None = None, format: str | None = None, dataset: str | None = None,
            axes: str | None = None, overwrite: bool = False, tile: int = L.DEFAULT_TILE, shard_mb: float = L.DEFAULT_SHARD_BYTES / 2**20,
-           progress: bool = True) -> Path:
+           progress: bool = True, k_calibration: float | None = None) -> Path:
     """Read instrument files and write a series store; see :func:`write_series` for resume rules.
 
     Parameters
@@ -75,6 +89,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     inputs : a file, a folder of frames, or a list of frame files
     output : the ``series.zarr`` to write
     frame_time_s, pixel_size_nm : calibration; override what the file says (required if it says nothing)
+    k_calibration : nm^-1 per camera pixel of a diffraction series (instead of ``pixel_size_nm``)
     temperature_C, material, instrument, description : sample and instrument description
     format, dataset : force the reader, or name the dataset inside HDF5/Zarr containers
     axes : stored axis order of HDF5/EMD data (e.g. ``"yxt"``); default: from the file's axis labels
@@ -97,7 +112,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     check_apart(out, [*given, *source.paths])  # the folder or pattern given and every file read from it
     attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                              temperature_C=temperature_C, material=material, instrument=instrument,
-                             description=description)
+                             description=description, k_calibration=k_calibration)
     out.parent.mkdir(parents=True, exist_ok=True)
     with run_lock(out):  # one writer per output: a second ingest (or run) into it is refused, not interleaved
         return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),

@@ -93,7 +93,9 @@ def describe_interrupted(path: str | os.PathLike) -> str:
     lines = [f"{final}  (INCOMPLETE: the ingest was interrupted; {done[0]} of {done[1]} shards written in {partial}; "
              "run the same ingest command again to resume)",
              f"  intensity  (time: {n}, y: {ny}, x: {nx})  {meta.get('data_type', '?')}",
-             f"  frame time {attrs.get(S.ATTR_FRAME_TIME)} s, pixel size {attrs.get(S.ATTR_PIXEL_SIZE)} nm"]
+             f"  frame time {attrs.get(S.ATTR_FRAME_TIME)} s, " + (
+                 f"diffraction camera {attrs.get(S.ATTR_K_CALIBRATION)} nm^-1/pixel"
+                 if S.series_mode(attrs) == S.MODE_DIFFRACTION else f"pixel size {attrs.get(S.ATTR_PIXEL_SIZE)} nm")]
     if src:
         lines.append(f"  source     {src[0]}" + (f" (+{len(src) - 1} more)" if len(src) > 1 else ""))
     return "\n".join(lines)
@@ -136,7 +138,9 @@ def describe(path: str | os.PathLike) -> str:
     a = ds.attrs
     da = ds[S.INTENSITY]
     n, ny, nx = da.shape
-    ft, px = a[S.ATTR_FRAME_TIME], a[S.ATTR_PIXEL_SIZE]
+    ft = a[S.ATTR_FRAME_TIME]
+    diffraction = S.series_mode(a) == S.MODE_DIFFRACTION
+    px = a[S.ATTR_K_CALIBRATION] if diffraction else a[S.ATTR_PIXEL_SIZE]
     enc = da.encoding
     used = disk_usage(path)
     temp = a.get(S.ATTR_TEMPERATURE)
@@ -149,7 +153,9 @@ def describe(path: str | os.PathLike) -> str:
         f"{path}  ({status})",
         f"  intensity  (time: {n}, y: {ny}, x: {nx})  {da.dtype}",
         f"  duration   {n * ft:g} s = {n} frames x {ft:g} s",
-        f"  field      {ny * px:.4g} x {nx * px:.4g} nm  ({px:g} nm/pixel)",
+        (f"  camera     diffraction, {ny * px:.4g} x {nx * px:.4g} nm^-1  ({px:g} nm^-1/pixel; "
+         "analyse with: ecm-dask run --mode diffraction)" if diffraction else
+         f"  field      {ny * px:.4g} x {nx * px:.4g} nm  ({px:g} nm/pixel)"),
         f"  sample     {a.get(S.ATTR_MATERIAL, S.UNKNOWN)} at "
         f"{'unknown temperature' if temp is None else f'{temp:g} degC'}",
         f"  instrument {a.get(S.ATTR_INSTRUMENT, S.UNKNOWN)}",

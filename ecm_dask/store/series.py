@@ -97,16 +97,26 @@ def remove_store(path: str | os.PathLike) -> None:
 
 
 def series_coords(n_frames: int, ny: int, nx: int, frame_time_s: float, pixel_size_nm: float,
-                  time_s: np.ndarray | None = None) -> dict[str, Any]:
-    """Coordinates ``time`` (s from frame 0), ``y``, ``x`` (nm, pixel centres from the first pixel), with units."""
+                  time_s: np.ndarray | None = None, mode: str = S.MODE_IMAGE) -> dict[str, Any]:
+    """Coordinates ``time`` (s from frame 0), ``y``, ``x`` (nm, pixel centres from the first pixel), with units.
+    A diffraction series (``mode``) has ``pixel_size_nm`` = its k calibration and ``y``, ``x`` in nm^-1."""
     import xarray as xr
 
     t = np.arange(n_frames, dtype=np.float64) * frame_time_s if time_s is None else np.asarray(time_s, np.float64)
+    axes = {dim: {S.ATTR_UNITS: S.series_units(dim, mode), S.ATTR_LONG_NAME: name}
+            for dim, name in ((S.Y, "y" if mode == S.MODE_IMAGE else "camera rows"),
+                              (S.X, "x" if mode == S.MODE_IMAGE else "camera columns"))}
     return {
         S.TIME: xr.Variable(S.TIME, t, S.coord_attrs(S.TIME, "time since the first frame")),
-        S.Y: xr.Variable(S.Y, np.arange(ny, dtype=np.float64) * pixel_size_nm, S.coord_attrs(S.Y, "y")),
-        S.X: xr.Variable(S.X, np.arange(nx, dtype=np.float64) * pixel_size_nm, S.coord_attrs(S.X, "x")),
+        S.Y: xr.Variable(S.Y, np.arange(ny, dtype=np.float64) * pixel_size_nm, axes[S.Y]),
+        S.X: xr.Variable(S.X, np.arange(nx, dtype=np.float64) * pixel_size_nm, axes[S.X]),
     }
+
+
+def _step(attrs) -> float:
+    """Coordinate step of the camera axes: the pixel size (nm) or, for a diffraction series, the k calibration."""
+    diffraction = S.series_mode(attrs) == S.MODE_DIFFRACTION
+    return float(attrs[S.ATTR_K_CALIBRATION] if diffraction else attrs[S.ATTR_PIXEL_SIZE])
 
 
 def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: dict[str, Any], key: str,
@@ -135,7 +145,7 @@ def create_series(path: str | os.PathLike, layout: SeriesLayout, dtype, attrs: d
     template = da.zeros(layout.shape, dtype=dtype, chunks=layout.shard)
     intensity = xr.Variable(S.SERIES_DIMS, template, S.coord_attrs(S.INTENSITY, "detector intensity"))
     ds = xr.Dataset({S.INTENSITY: intensity},
-                    coords=series_coords(n, ny, nx, attrs[S.ATTR_FRAME_TIME], attrs[S.ATTR_PIXEL_SIZE], time_s),
+                    coords=series_coords(n, ny, nx, attrs[S.ATTR_FRAME_TIME], _step(attrs), time_s, S.series_mode(attrs)),
                     attrs=attrs)
     fill = np.nan if dtype.kind == "f" else 0
     encoding = {S.INTENSITY: {"chunks": layout.chunk, "shards": layout.shard, "compressors": codecs(compressor()),

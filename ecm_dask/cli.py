@@ -1,4 +1,5 @@
-"""Command line: ``ecm-dask ingest | run | info | verify | report | demo | watch | simulate-camera | compare``.
+"""Command line: ``ecm-dask ingest | run | info | verify | report | demo | watch | simulate-camera | compare |
+export``.
 
 User errors (:class:`ecm_dask.errors.EcmError`) are printed as one line, ``error: ...``, and exit with
 status 2; no traceback.  Set ``ECM_DASK_DEBUG=1`` to get the traceback as well.
@@ -84,6 +85,8 @@ def main():
 @click.option("--pixel-size", type=float, help="pixel size in nm (overrides the file)")
 @click.option("--k-calibration", type=float, help="diffraction series: nm^-1 per camera pixel (instead of "
                                                   "--pixel-size); analyse it with 'run --mode diffraction'")
+@click.option("--counts-per-electron", type=float,
+              help="camera gain (counts per detected electron); the report then gives the dose in electrons")
 @click.option("--temperature", type=float, help="sample temperature in degrees Celsius")
 @click.option("--material", help="sample material, e.g. Pt57.5Cu14.7Ni5.3P22.5")
 @click.option("--instrument", help="instrument and mode, e.g. 'Titan, tilted dark field'")
@@ -99,8 +102,8 @@ def main():
 @click.option("--overwrite", is_flag=True, help="replace an existing store at OUTPUT")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_friendly
-def ingest(inputs, output, frame_time, pixel_size, k_calibration, temperature, material, instrument, description, fmt,
-           dataset, axes, tile, shard_mb, overwrite, quiet):
+def ingest(inputs, output, frame_time, pixel_size, k_calibration, counts_per_electron, temperature, material,
+           instrument, description, fmt, dataset, axes, tile, shard_mb, overwrite, quiet):
     """Convert INPUTS (a multi-frame file, a folder of frames, or frame files) into a series store.
 
     Formats: multi-page TIFF or a folder of TIFFs, Gatan DM3/DM4, Velox or Berkeley EMD, HDF5, MRC,
@@ -112,7 +115,8 @@ def ingest(inputs, output, frame_time, pixel_size, k_calibration, temperature, m
     path = run_ingest(list(inputs) if len(inputs) > 1 else inputs[0], output, frame_time_s=frame_time,
                       pixel_size_nm=pixel_size, temperature_C=temperature, material=material, instrument=instrument,
                       description=description, format=fmt, dataset=dataset, axes=axes, overwrite=overwrite, tile=tile,
-                      shard_mb=shard_mb, progress=not quiet, k_calibration=k_calibration)
+                      shard_mb=shard_mb, progress=not quiet, k_calibration=k_calibration,
+                      counts_per_electron=counts_per_electron)
     click.echo(describe(path))
     click.echo(f"wrote {path}")
 
@@ -344,10 +348,15 @@ def info(store):
     """Describe what is in a STORE (series, an interrupted ingest, results, or a stage checkpoint)."""
     from .store.info import describe, store_kind
 
-    if store_kind(store) == "results":
+    kind = store_kind(store)
+    if kind == "results":
         from .pipeline.results import describe_results
 
         click.echo(describe_results(store))
+    elif kind == "diffraction":
+        from .pipeline.diffraction import ring_summary
+
+        click.echo(f"{store}  (results of run --mode diffraction)\n{ring_summary(store)}")
     else:
         click.echo(describe(store))
 
@@ -388,12 +397,24 @@ def _pixels(ctx, param, value):
               help="Y,X (nm) of a pixel whose g2 fit to show; repeatable (default: 4 at quantiles of tau)")
 @click.option("--series", type=click.Path(path_type=Path),
               help="series store for the frame figure (default: the one recorded in RESULTS)")
+@click.option("--counts-per-electron", type=float,
+              help="camera gain for the dose in electrons (default: the series', if ingested with it)")
 @_friendly
-def report(results, output, pixels, series):
-    """Figures (frame, maps, g2 fits, histograms, drift) and a summary page of a RESULTS store."""
+def report(results, output, pixels, series, counts_per_electron):
+    """Figures (frame, maps, g2 fits, histograms, drift, series and dose) and a summary page of a RESULTS store
+    (image mode), or tau(q), beta(q), I(q) and the ring fits (diffraction mode)."""
+    from .store.info import store_kind
+
+    if store_kind(results) == "diffraction":
+        if pixels or series or counts_per_electron:
+            raise click.UsageError("--pixel, --series and --counts-per-electron apply to image-mode results")
+        from .pipeline.diffraction import write_diffraction_report
+
+        click.echo(f"wrote {write_diffraction_report(results, output)}")
+        return
     from .pipeline.report import write_report
 
-    click.echo(f"wrote {write_report(results, output, pixels=pixels, series_path=series)}")
+    click.echo(f"wrote {write_report(results, output, pixels=pixels, series_path=series, counts_per_electron=counts_per_electron)}")
 
 
 def _parse_size(ctx, param, value):
@@ -562,3 +583,20 @@ def compare(results, output, temperatures):
     for line in summary_lines(summary):
         click.echo(line)
     click.echo(f"wrote {output}/ (tau_vs_T.png, compare.json, combined.zarr)")
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="NeXus file to write, e.g. OUT.nxs (name it .hdf or .h5 for pyXpcsViewer's file list)")
+@click.option("--overwrite", is_flag=True, help="replace an existing output file")
+@_friendly
+def export(results, output, overwrite):
+    """Export a RESULTS store as NeXus NXxpcs (also read by the APS XPCS viewer): one ROI per sample region, its
+    g2 the mean over the region's ok pixels with standard errors, and a KWW fit of each ROI curve."""
+    from .interop.nexus import export_results, summary_lines
+
+    path = export_results(results, output, overwrite=overwrite)
+    for line in summary_lines(path):
+        click.echo(line)
+    click.echo(f"wrote {path}")

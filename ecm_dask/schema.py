@@ -226,6 +226,8 @@ ATTR_UNITS = "units"
 ATTR_LONG_NAME = "long_name"
 ATTR_K_CALIBRATION = "k_calibration_nm-1_per_px"  # reciprocal-space pixel size of a diffraction camera
 ATTR_BEAM_CENTRE = "beam_centre_px"  # (row, column) of the undiffracted beam on the camera, in pixels
+#: camera counts per electron (the gain): with it the report gives the dose in electrons
+ATTR_COUNTS_PER_ELECTRON = "counts_per_electron"
 #: what the frames of a series are: "image" (real space, the default when absent) or "diffraction" (camera in
 #: reciprocal space: ``k_calibration_nm-1_per_px`` instead of ``pixel_size_nm``, y/x coordinates in nm^-1)
 ATTR_SERIES_MODE = "series_mode"
@@ -261,6 +263,8 @@ SERIES_REQUIRED_ATTRS: tuple[AttrSpec, ...] = (
 SERIES_OPTIONAL_ATTRS: tuple[AttrSpec, ...] = (
     AttrSpec(ATTR_DESCRIPTION, str, "free text"),
     AttrSpec(ATTR_COMPLETE, bool, "True once every shard of the store is written"),
+    AttrSpec(ATTR_COUNTS_PER_ELECTRON, (int, float), "camera counts per detected electron (gain)", positive=True,
+             finite=True),
 )
 
 # Plausibility bounds: values outside are almost certainly a unit mistake.

@@ -158,3 +158,14 @@ def test_wrong_mode_options_and_inputs_are_refused(run, tmp_path):
             "--pixel-size", 0.3)
     assert r.exit_code == 2 and "exclude each other" in r.output
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_report_and_info_commands_know_diffraction_results(run, tmp_path):
+    tmp, _, _ = run
+    r = cli("report", tmp / "r.zarr", "-o", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "profiles.png").is_file() and (tmp_path / "rep" / "summary.json").is_file()
+    r = cli("info", tmp / "r.zarr")
+    assert r.exit_code == 0 and "results of run --mode diffraction" in r.output and "beam centre" in r.output
+    r = cli("report", tmp / "r.zarr", "-o", tmp_path / "rep2", "--counts-per-electron", "3")
+    assert r.exit_code == 2 and "apply to image-mode results" in r.output

@@ -46,3 +46,30 @@ def test_stationarity_per_region_and_the_glitch(tmp_path, tau_after, drifting):
     fig = plot_series_panel(panel)
     gids = {ln.get_gid() for ax in fig.axes for ln in ax.get_lines()}
     assert {"mean", "suspect"} <= gids and "tau:bulk" in gids
+
+
+def test_dose_in_electrons_from_the_camera_gain(tmp_path):
+    frames, _ = synthetic_frames(120, 32, 32, seed=1, tau_bulk_s=2.0)
+    src = ArraySource(frames, frame_time_s=0.5, pixel_size_nm=0.33)
+    series = write_series(src, tmp_path / "s.zarr", resolve_metadata(src, counts_per_electron=8.0), progress=False)
+    res = run_pipeline(series, tmp_path / "r.zarr", drift=False, progress=False)
+    ds = open_series(series)
+    panel = series_panel(ds, ecm_dask.open_results(res))
+    counts = frames.astype(np.float64).mean()  # independent: the raw frames
+    d = panel["dose"]
+    assert d["electrons_per_pixel_per_frame"] == pytest.approx(counts / 8.0, rel=1e-9)
+    assert d["dose_rate_e_per_A2_per_s"] == pytest.approx(counts / 8.0 / 3.3 ** 2 / 0.5, rel=1e-9)
+    assert d["total_dose_e_per_A2"] == pytest.approx(counts / 8.0 * 120 / 3.3 ** 2, rel=1e-9)
+    # an explicit gain wins over the series'; without any, the panel says the dose is unknown
+    assert series_panel(ds, ecm_dask.open_results(res), counts_per_electron=2.0)["dose"][
+        "electrons_per_pixel_per_frame"] == pytest.approx(counts / 2.0, rel=1e-9)
+    from ecm_dask.pipeline.series_panel import panel_rows
+
+    assert any("dose rate" in r[0] for r in panel_rows(panel))
+    plain = _store(tmp_path, frames, "plain.zarr")
+    p2 = series_panel(open_series(plain), ecm_dask.open_results(res))
+    assert "dose" not in p2 and any("unknown: no camera gain" in r[1] for r in panel_rows(p2))
+    fig = plot_series_panel(panel)
+    assert any(getattr(ax, "get_ylabel", lambda: "")().startswith("e⁻/Å²") for ax in fig.axes[0].child_axes)
+    with pytest.raises(ecm_dask.errors.ParameterError, match="--counts-per-electron"):
+        resolve_metadata(src, counts_per_electron=-1.0)

@@ -25,10 +25,19 @@ __all__ = ["ingest", "resolve_metadata", "write_series"]
 MAX_SHARD_MB = 65536
 
 
+def check_gain(value, name: str = "--counts-per-electron") -> float:
+    """A camera gain (counts per detected electron) as a positive finite float, or a ParameterError."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"{name} must be a positive number of camera counts per electron, got {value!r}")
+    return float(value)
+
+
 def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, pixel_size_nm: float | None = None,
                      temperature_C: float | None = None, material: str | None = None,
                      instrument: str | None = None, description: str | None = None,
-                     k_calibration: float | None = None) -> dict[str, Any]:
+                     k_calibration: float | None = None, counts_per_electron: float | None = None) -> dict[str, Any]:
     """Series attributes from the file's own metadata, overridden by the caller's (CLI flags).
 
     ``k_calibration`` (nm^-1 per camera pixel) makes the series a diffraction series (``series_mode``
@@ -71,6 +80,8 @@ def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, 
     attrs = S.series_attrs(meta)
     if description:
         attrs[S.ATTR_DESCRIPTION] = description
+    if counts_per_electron is not None:
+        attrs[S.ATTR_COUNTS_PER_ELECTRON] = check_gain(counts_per_electron)
     attrs[S.ATTR_PROVENANCE] = provenance({"input": source.fingerprint(), "file_metadata": m.extra,
                                            "reader": type(source).__name__})
     return attrs
@@ -81,7 +92,8 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
            temperature_C: float | None = None, material: str | None = None, instrument: str | None = None,
            description: str | None = None, format: str | None = None, dataset: str | None = None,
            axes: str | None = None, overwrite: bool = False, tile: int = L.DEFAULT_TILE, shard_mb: float = L.DEFAULT_SHARD_BYTES / 2**20,
-           progress: bool = True, k_calibration: float | None = None) -> Path:
+           progress: bool = True, k_calibration: float | None = None,
+           counts_per_electron: float | None = None) -> Path:
     """Read instrument files and write a series store; see :func:`write_series` for resume rules.
 
     Parameters
@@ -90,6 +102,7 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     output : the ``series.zarr`` to write
     frame_time_s, pixel_size_nm : calibration; override what the file says (required if it says nothing)
     k_calibration : nm^-1 per camera pixel of a diffraction series (instead of ``pixel_size_nm``)
+    counts_per_electron : camera gain; the report then gives the dose in electrons
     temperature_C, material, instrument, description : sample and instrument description
     format, dataset : force the reader, or name the dataset inside HDF5/Zarr containers
     axes : stored axis order of HDF5/EMD data (e.g. ``"yxt"``); default: from the file's axis labels
@@ -112,7 +125,8 @@ def ingest(inputs: str | os.PathLike | Sequence[str | os.PathLike], output: str 
     check_apart(out, [*given, *source.paths])  # the folder or pattern given and every file read from it
     attrs = resolve_metadata(source, frame_time_s=frame_time_s, pixel_size_nm=pixel_size_nm,
                              temperature_C=temperature_C, material=material, instrument=instrument,
-                             description=description, k_calibration=k_calibration)
+                             description=description, k_calibration=k_calibration,
+                             counts_per_electron=counts_per_electron)
     out.parent.mkdir(parents=True, exist_ok=True)
     with run_lock(out):  # one writer per output: a second ingest (or run) into it is refused, not interleaved
         return write_series(source, out, attrs, overwrite=overwrite, tile=tile, shard_bytes=int(shard_mb * 2**20),

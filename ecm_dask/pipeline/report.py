@@ -376,7 +376,8 @@ def _open_series_for_report(series_path, explicit: bool):
 
 
 def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *, pixels=None,
-                 series_path: str | os.PathLike | None = None, mean_frames: int = MEAN_FRAMES) -> Path:
+                 series_path: str | os.PathLike | None = None, mean_frames: int = MEAN_FRAMES,
+                 counts_per_electron: float | None = None) -> Path:
     """Figures and a summary page of a results store.
 
     Parameters
@@ -389,6 +390,7 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         calibration; default: the one in the run configuration.  If that one is missing, ``frame.png`` shows
         the mean intensity from ``/g2`` and the summary says so; a missing explicit ``series_path`` is an error.
     mean_frames : frames averaged for ``frame.png``
+    counts_per_electron : camera gain for the dose in electrons (default: the series attribute, if any)
 
     Returns
     -------
@@ -424,7 +426,7 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         if series is not None:  # I(t), suspect frames, counts, stationarity per region
             from .series_panel import plot_series_panel, series_panel
 
-            panel = series_panel(series, tree)
+            panel = series_panel(series, tree, counts_per_electron=counts_per_electron)
             plot_series_panel(panel).savefig(tmp / "series.png", dpi=110)
             figures["series.png"] = ("mean intensity per frame (suspect frames marked) and the model-free τ of "
                                      "consecutive windows of the series per region (stationarity)")

@@ -33,9 +33,24 @@ def suspect_frames(mean_t: np.ndarray, sigmas: float = SUSPECT_SIGMAS) -> np.nda
     return np.flatnonzero(~np.isfinite(m) | (np.abs(dev) > sigmas * mad))
 
 
-def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000) -> dict:
-    """Numbers of the panel (JSON-ready): I(t), suspect frames, counts per pixel per frame, stationarity per region."""
+def dose(mean_counts: float, n_frames: int, *, counts_per_electron: float, frame_time_s: float,
+         pixel_size_nm: float) -> dict:
+    """Electrons reaching the camera from the mean counts per pixel per frame and the camera gain: per pixel and
+    frame, per square angstrom per second (the dose rate) and per square angstrom over the whole series.  In
+    dark field this is the part of the incident dose that passes the objective aperture, not the incident dose."""
+    e_px = mean_counts / counts_per_electron
+    area_a2 = (10.0 * pixel_size_nm) ** 2
+    return {"counts_per_electron": counts_per_electron, "pixel_area_A2": area_a2, "electrons_per_pixel_per_frame": e_px,
+            "dose_rate_e_per_A2_per_s": e_px / area_a2 / frame_time_s,
+            "total_dose_e_per_A2": e_px * n_frames / area_a2}
+
+
+def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000,
+                 counts_per_electron: float | None = None) -> dict:
+    """Numbers of the panel (JSON-ready): I(t), suspect frames, counts per pixel per frame, the dose in electrons
+    (with the camera gain: ``counts_per_electron`` or the series attribute), stationarity per region."""
     from ..kernels.stationarity import stationarity_check
+    from .ingest import check_gain
 
     intensity = series[S.INTENSITY]
     n_t = intensity.sizes[S.TIME]
@@ -45,6 +60,10 @@ def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000) 
     out: dict = {"time_s": (np.arange(n_t) * frame_time).tolist(), "mean_intensity": mean_t.tolist(),
                  "suspect_frames": bad.tolist(), "counts_per_pixel_per_frame": float(np.nanmean(mean_t)),
                  "stationarity": {}}
+    gain = counts_per_electron if counts_per_electron is not None else series.attrs.get(S.ATTR_COUNTS_PER_ELECTRON)
+    if gain is not None and S.ATTR_PIXEL_SIZE in series.attrs:
+        out["dose"] = dose(out["counts_per_pixel_per_frame"], n_t, counts_per_electron=check_gain(gain),
+                           frame_time_s=frame_time, pixel_size_nm=float(series.attrs[S.ATTR_PIXEL_SIZE]))
     maps = tree.to_dataset().transpose(S.Y, S.X)
     if S.REGIONS_GROUP not in tree.children or n_t < 16 * n_windows:
         return out
@@ -83,6 +102,11 @@ def plot_series_panel(panel: dict):
     ax.set_xlabel("time (s)")
     ax.set_ylabel("mean counts per pixel")
     ax.set_title("mean intensity per frame")
+    d = panel.get("dose")
+    if d:  # the same curve in electrons per square angstrom per frame
+        per_count = 1.0 / (d["counts_per_electron"] * d["pixel_area_A2"])
+        sec = ax.secondary_yaxis("right", functions=(lambda c: c * per_count, lambda e: e / per_count))
+        sec.set_ylabel("e⁻/Å² per frame (camera)")
     for name, st in panel["stationarity"].items():
         tau = np.array([np.nan if v is None else v for v in st["tau_s"]])
         err = np.array([np.nan if v is None else v for v in st["tau_err_s"]])
@@ -103,6 +127,15 @@ def panel_rows(panel: dict) -> list[tuple]:
     rows = [("quantity", "value"), ("mean counts per pixel per frame", f"{panel['counts_per_pixel_per_frame']:.4g}"),
             ("suspect frames (mean intensity > 6 robust sigma off its running median)",
              ", ".join(map(str, panel["suspect_frames"][:30])) or "none")]
+    d = panel.get("dose")
+    if d:
+        rows += [("electrons per pixel per frame at the camera (gain "
+                  f"{d['counts_per_electron']:g} counts/e⁻)", f"{d['electrons_per_pixel_per_frame']:.4g}"),
+                 ("dose rate at the camera (e⁻/Å²/s)", f"{d['dose_rate_e_per_A2_per_s']:.4g}"),
+                 ("dose over the series at the camera (e⁻/Å²)", f"{d['total_dose_e_per_A2']:.4g}")]
+    else:
+        rows.append(("dose in electrons", "unknown: no camera gain (ingest --counts-per-electron, or report "
+                                          "--counts-per-electron)"))
     for name, st in panel["stationarity"].items():
         taus = ", ".join("n/a" if v is None else f"{v:.3g}" for v in st["tau_s"])
         rows.append((f"{name}: model-free τ (s) of {len(st['tau_s'])} windows ({st['pixels']} px)", taus))

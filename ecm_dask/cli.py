@@ -593,7 +593,8 @@ def compare(results, output, temperatures):
 @_friendly
 def export(results, output, overwrite):
     """Export a RESULTS store as NeXus NXxpcs (also read by the APS XPCS viewer): one ROI per sample region, its
-    g2 the mean over the region's ok pixels with standard errors, and a KWW fit of each ROI curve."""
+    g2 the mean over the region's ok pixels with standard errors, and a KWW fit of each ROI curve; for diffraction
+    results one ROI per q ring with q, the ring map and the ring fits."""
     from .interop.nexus import export_results, summary_lines
 
     path = export_results(results, output, overwrite=overwrite)

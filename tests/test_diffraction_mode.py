@@ -169,3 +169,23 @@ def test_report_and_info_commands_know_diffraction_results(run, tmp_path):
     assert r.exit_code == 0 and "results of run --mode diffraction" in r.output and "beam centre" in r.output
     r = cli("report", tmp / "r.zarr", "-o", tmp_path / "rep2", "--counts-per-electron", "3")
     assert r.exit_code == 2 and "apply to image-mode results" in r.output
+
+
+def test_nexus_export_of_the_rings(run, tmp_path):
+    import h5py
+
+    tmp, _, _ = run
+    root, cam = open_diffraction(tmp / "r.zarr")
+    r = cli("export", tmp / "r.zarr", "-o", tmp_path / "rings.h5")
+    assert r.exit_code == 0, r.output
+    keep = root[S.LAG].values > 0
+    with h5py.File(tmp_path / "rings.h5", "r") as f:
+        assert f["entry/definition"][()].decode() == "NXxpcs"
+        g2 = f["entry/data/g2"][()]  # (lag, roi)
+        np.testing.assert_allclose(g2.T, root[S.G2].values[:, keep], rtol=1e-6)
+        np.testing.assert_allclose(f["entry/data/delay_time"][()], root[S.LAG].values[keep], rtol=1e-12)
+        np.testing.assert_allclose(f["entry/data/q"][()], root[S.Q_MEAN].values, rtol=1e-12)
+        rmap = f["entry/instrument/masks/dynamic_roi_map"][()]
+        np.testing.assert_array_equal(rmap, cam["ring"].values + 1)  # NXxpcs: 1-based, 0 = no ring
+        np.testing.assert_allclose(f["entry/process/kww_fit/tau"][()], root[S.TAU].values, rtol=1e-12)
+        np.testing.assert_array_equal(f["xpcs/multitau/normalized_g2"][()], g2)

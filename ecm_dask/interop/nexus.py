@@ -706,7 +706,10 @@ def export_results(results_path, out_path, *, rois: str = "regions", overwrite: 
     Path of the file written.
     """
     from ..pipeline.report import open_results
+    from ..store.info import store_kind
 
+    if store_kind(results_path) == "diffraction":
+        return export_rings(results_path, out_path, overwrite=overwrite)
     if rois != "regions":
         raise ParameterError(f"rois={rois!r}: only 'regions' (one ROI per sample region) is supported")
     out = _target(out_path, overwrite)  # fail before any work
@@ -789,6 +792,37 @@ def export_results(results_path, out_path, *, rois: str = "regions", overwrite: 
     return write_nxxpcs(out, g2=g2, g2_err=g2_err, lag_s=lag, frame_time_s=frame_time,
                         roi_names=[flags[c] for c in codes], roi_map=roi_map, fit=fit, metadata=meta,
                         overwrite=overwrite, mask=ok & (roi_map >= 0), mean_image=mean_image, n_pixels=n_pixels)
+
+
+def export_rings(results_path, out_path, *, overwrite: bool = False) -> Path:
+    """Export diffraction-mode results (``run --mode diffraction``) as NXxpcs: one ROI per q ring, its ring-averaged
+    g2 and standard error (lag 0 left out), ``q`` per ring (the mean q of its pixels, nm^-1), the ring map of the
+    camera as the dynamic ROI map, the usable pixels as the mask, the mean pattern, and the ring fits (tau, beta,
+    contrast, baseline with their errors, status, reduced chi-square) as computed by the run."""
+    from ..pipeline.diffraction import open_diffraction
+
+    out = _target(out_path, overwrite)
+    root, cam = open_diffraction(results_path)
+    lag = np.asarray(root[S.LAG].values, dtype=np.float64)
+    keep = lag > 0
+    q = np.asarray(root[S.Q_MEAN].values, dtype=np.float64)
+    fit = {name: np.asarray(root[name].values, dtype=np.float64)
+           for name in ("tau", "tau_err", "beta", "beta_err", "contrast", "contrast_err", "baseline", "baseline_err")}
+    fit["status"] = np.asarray(root[S.STATUS].values)
+    fit["chi2"] = np.asarray(root["chi2"].values, dtype=np.float64)
+    a = root.attrs
+    meta = {"temperature_C": a.get(S.ATTR_TEMPERATURE), "material": a.get(S.ATTR_MATERIAL),
+            "description": f"ecm_dask diffraction mode, beam centre {a.get(S.ATTR_BEAM_CENTRE)} px "
+                           f"({a.get('beam_centre_from')}), {a.get(S.ATTR_K_CALIBRATION)} nm^-1 per pixel",
+            "roi_average": str(a.get("ring_average", "plain mean of the per-pixel g2 of the ring's usable pixels")),
+            "title": f"ecm_dask diffraction results {Path(results_path).name}"}
+    return write_nxxpcs(out, g2=np.asarray(root[S.G2].values)[:, keep], g2_err=np.asarray(root[S.G2_ERR].values)[:, keep],
+                        lag_s=lag[keep], frame_time_s=float(a[S.ATTR_FRAME_TIME]),
+                        roi_names=[f"q={v:.3f}" for v in q], roi_map=np.asarray(cam["ring"].values), q=q,
+                        q_unit="1/nm", fit=fit, metadata={k: v for k, v in meta.items() if v is not None},
+                        overwrite=overwrite, mask=np.asarray(cam["usable"].values, dtype=bool),
+                        mean_image=np.asarray(cam["mean_pattern"].values, dtype=np.float64),
+                        n_pixels=np.asarray(root[S.N_PIXELS].values))
 
 
 def summary_lines(path) -> list[str]:

@@ -225,9 +225,14 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="largest |log10 tau| difference of a pooled neighbour (decades)")
 @click.option("--stall-timeout", type=click.FloatRange(1.0, 1e7), help="stop a stage in which no task finished for "
               "this many seconds [default: $ECM_DASK_STALL_TIMEOUT or 3600]")
-@click.option("--mode", type=click.Choice(["image", "diffraction"]), default="image", show_default=True,
+@click.option("--mode", type=click.Choice(["image", "diffraction", "scan"]), default="image", show_default=True,
               help="image: maps of tau, beta per pixel; diffraction: a diffraction-pattern series at one probe "
-                   "position -> tau(q), beta(q), I(q) on rings of constant q")
+                   "position -> tau(q), beta(q), I(q) on rings of constant q; scan: a STEM scan repeated in time "
+                   "(a 5-D array file as SERIES) -> maps of tau, beta per q ring")
+@click.option("--frame-time", type=float, help="scan: seconds between frames (repeats of the scan)")
+@click.option("--scan-step", type=float, help="scan: distance between probe positions, nm")
+@click.option("--dataset", help="scan: the 5-D array inside an HDF5 file or Zarr group")
+@click.option("--axes", help="scan: stored axis order, names time,y,x,ky,kx [default: time,y,x,ky,kx]")
 @click.option("--k-calibration", type=float, help="diffraction: nm^-1 per camera pixel [default: the series']")
 @click.option("--beam-centre", help="diffraction: ROW,COLUMN of the beam on the camera, pixels [default: the "
                                     "series', else found from the mean pattern]")
@@ -237,7 +242,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
               help="diffraction: .npy or .tif image of the camera, True/1 = use the pixel")
 @click.option("--beam-stop-q", type=float, help="diffraction: leave out pixels below this q (nm^-1)")
 @click.option("--sectors", type=click.IntRange(0, 64), default=8, show_default=True,
-              help="diffraction: angular sectors per ring for jackknife errors (0: fit-covariance errors)")
+              help="diffraction: angular sectors per ring for jackknife errors (0: fit-covariance errors; the "
+                   "default of scan mode, where sector curves multiply the result)")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path),
               help="folder for figures and the summary page [default: OUTPUT without .zarr + _report]")
 @click.option("--no-report", is_flag=True, help="do not write the report")
@@ -248,7 +254,8 @@ def _connect(cluster, workers, threads, memory_limit, profile, profiles_file, lo
 @_friendly
 def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, method, points_per_octave, max_lag,
         normalization, bad_frames, pool, pool_mode, model, block_mb, surface_nm, adaptive_radius, adaptive_tol,
-        stall_timeout, mode, k_calibration, beam_centre, q_bins, mask_file, beam_stop_q, sectors, report_dir,
+        stall_timeout, mode, frame_time, scan_step, dataset, axes, k_calibration, beam_centre, q_bins, mask_file,
+        beam_stop_q, sectors, report_dir,
         no_report, cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
         insecure_host, dashboard_host, overwrite, quiet):
     """Analyse SERIES: drift -> g2 -> regions and artefacts -> KWW fits -> a results DataTree (maps, /fit,
@@ -269,6 +276,32 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
         check_host(host, tls=tls, insecure=insecure_host, log=lambda line: None)
         check_host(dashboard_host, insecure=insecure_host, what="--dashboard-host", log=lambda line: None)
     _check_mode_options(ctx, mode)
+    if mode == "scan":
+        from click.core import ParameterSource
+
+        from .pipeline.diffraction import DiffractionConfig
+        from .pipeline.run import default_report_dir
+        from .pipeline.scan import run_scan, scan_summary, write_scan_report
+
+        for name, value in (("--frame-time", frame_time), ("--scan-step", scan_step),
+                            ("--k-calibration", k_calibration)):
+            if value is None:
+                raise click.UsageError(f"--mode scan needs {name}")
+        config = DiffractionConfig.build(
+            series, g2_options={"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
+                                "normalization": normalization, "bad_frames": bad_frames},
+            k_calibration=k_calibration, beam_centre=beam_centre, q_bins=q_bins, mask=mask_file,
+            beam_stop_q=beam_stop_q,
+            n_sectors=sectors if ctx.get_parameter_source("sectors") != ParameterSource.DEFAULT else 0)
+        with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
+                      insecure_host, dashboard_host):
+            path = run_scan(series, output, config, frame_time_s=frame_time, scan_step_nm=scan_step,
+                            dataset=dataset, axes=axes, overwrite=overwrite, progress=not quiet)
+        if not no_report:
+            click.echo(f"report: {write_scan_report(path, report_dir or default_report_dir(path))}", err=True)
+        click.echo(scan_summary(path))
+        click.echo(f"wrote {path}  (xr.open_datatree(..., engine='zarr'): tau, beta, I on (y, x, q); /camera)")
+        return
     if mode == "diffraction":
         from .pipeline.diffraction import DiffractionConfig, run_diffraction, write_diffraction_report
         from .pipeline.run import default_report_dir
@@ -327,13 +360,14 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
 IMAGE_ONLY = ("reference_roi", "roi_units", "no_drift", "max_shift", "pool", "pool_mode", "model", "block_mb",
               "surface_nm", "adaptive_radius", "adaptive_tol")
 DIFFRACTION_ONLY = ("k_calibration", "beam_centre", "q_bins", "mask_file", "beam_stop_q", "sectors")
+SCAN_ONLY = ("frame_time", "scan_step", "dataset", "axes")
 
 
 def _check_mode_options(ctx, mode: str) -> None:
-    """Options of the other mode given on the command line (or in --config) are refused, not ignored."""
+    """Options of another mode given on the command line (or in --config) are refused, not ignored."""
     from click.core import ParameterSource
 
-    other = IMAGE_ONLY if mode == "diffraction" else DIFFRACTION_ONLY
+    other = {"image": DIFFRACTION_ONLY + SCAN_ONLY, "diffraction": IMAGE_ONLY + SCAN_ONLY, "scan": IMAGE_ONLY}[mode]
     given = [p for p in ctx.command.params if p.name in other and ctx.get_parameter_source(p.name) in (
         ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP, ParameterSource.ENVIRONMENT)]
     if given:
@@ -357,6 +391,10 @@ def info(store):
         from .pipeline.diffraction import ring_summary
 
         click.echo(f"{store}  (results of run --mode diffraction)\n{ring_summary(store)}")
+    elif kind == "scan":
+        from .pipeline.scan import scan_summary
+
+        click.echo(f"{store}  (results of run --mode scan)\n{scan_summary(store)}")
     else:
         click.echo(describe(store))
 
@@ -405,12 +443,14 @@ def report(results, output, pixels, series, counts_per_electron):
     (image mode), or tau(q), beta(q), I(q) and the ring fits (diffraction mode)."""
     from .store.info import store_kind
 
-    if store_kind(results) == "diffraction":
+    kind = store_kind(results)
+    if kind in ("diffraction", "scan"):
         if pixels or series or counts_per_electron:
             raise click.UsageError("--pixel, --series and --counts-per-electron apply to image-mode results")
         from .pipeline.diffraction import write_diffraction_report
+        from .pipeline.scan import write_scan_report
 
-        click.echo(f"wrote {write_diffraction_report(results, output)}")
+        click.echo(f"wrote {(write_diffraction_report if kind == 'diffraction' else write_scan_report)(results, output)}")
         return
     from .pipeline.report import write_report
 

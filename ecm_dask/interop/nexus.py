@@ -708,8 +708,12 @@ def export_results(results_path, out_path, *, rois: str = "regions", overwrite: 
     from ..pipeline.report import open_results
     from ..store.info import store_kind
 
-    if store_kind(results_path) == "diffraction":
+    kind = store_kind(results_path)
+    if kind == "diffraction":
         return export_rings(results_path, out_path, overwrite=overwrite)
+    if kind == "scan":
+        raise InputError(f"{results_path}: scan results hold a g2 per probe position and ring; NXxpcs export of "
+                         "scans is not supported (export a diffraction or image-mode run)")
     if rois != "regions":
         raise ParameterError(f"rois={rois!r}: only 'regions' (one ROI per sample region) is supported")
     out = _target(out_path, overwrite)  # fail before any work

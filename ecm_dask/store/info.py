@@ -34,7 +34,7 @@ def _human(n: float) -> str:
 
 def store_kind(path: str | os.PathLike) -> str:
     """What is at ``path``: ``series``, ``interrupted`` (an ingest into it was interrupted: ``<path>.partial``),
-    ``results`` (``ecm-dask run``), ``diffraction`` (``ecm-dask run --mode diffraction``), ``zarr`` (another Zarr store, e.g. a stage checkpoint) or ``absent``."""
+    ``results`` (``ecm-dask run``), ``diffraction`` / ``scan`` (``ecm-dask run --mode diffraction / scan``), ``zarr`` (another Zarr store, e.g. a stage checkpoint) or ``absent``."""
     import json
 
     from .blocks import PARTIAL, partial_path
@@ -51,8 +51,8 @@ def store_kind(path: str | os.PathLike) -> str:
         attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
     except (OSError, ValueError):
         return "absent" if not path.exists() else "other"
-    if attrs.get(S.ATTR_SERIES_MODE) == S.MODE_DIFFRACTION and S.ATTR_RUN_CONFIG in attrs:
-        return "diffraction"
+    if attrs.get(S.ATTR_SERIES_MODE) in (S.MODE_DIFFRACTION, "scan") and S.ATTR_RUN_CONFIG in attrs:
+        return attrs[S.ATTR_SERIES_MODE]
     return "results" if S.ATTR_RUN_FINGERPRINT in attrs else "zarr"
 
 

@@ -30,6 +30,10 @@ def test_a_fresh_run_validates_with_units_everywhere(tree):
     assert root[S.TAU].attrs[S.ATTR_UNITS] == "s" and root[S.TAU_ERR].attrs[S.ATTR_UNITS] == "s"
     assert root.attrs[S.ATTR_RUN_CONFIG]["surface_nm"] == 1.0 and root.attrs[S.ATTR_RUN_FINGERPRINT]
     assert root[S.STATUS].attrs[S.ATTR_FLAG_VALUES] == list(S.RESULT_STATUS)
+    # the sample temperature travels from the series to the results (compare and export read it there)
+    series = xr.open_zarr(root.attrs[S.ATTR_RUN_CONFIG]["series"])
+    assert series.attrs[S.ATTR_TEMPERATURE] is not None
+    assert root.attrs[S.ATTR_TEMPERATURE] == series.attrs[S.ATTR_TEMPERATURE]
 
 
 def test_root_maps_hold_values_only_where_the_status_is_ok_and_fit_keeps_the_raw_values(tree):

@@ -338,6 +338,7 @@ def correlate(series, *, method: str = "multitau", points_per_octave: int = 8, m
         "n_bad_frames": int(0 if mask is None else (~mask).sum()), "pool": int(pool), "pool_mode": pool_mode,
         "shift_mode": shift_mode if shifts is not None else "none",
         "saturation": float("nan") if saturation is None else float(saturation),
+        S.ATTR_TEMPERATURE: getattr(series, "attrs", {}).get(S.ATTR_TEMPERATURE, intensity.attrs.get(S.ATTR_TEMPERATURE)),
     })
 
 

@@ -84,3 +84,25 @@ def test_report_refuses_a_folder_inside_the_results_or_the_series(blocked_refere
     with pytest.raises(StoreError, match="report folder .* contains the input"):
         write_report(blocked_reference, blocked_reference.parent)
     assert digest(blocked_reference) == before
+
+
+def test_replacing_folder_swaps_whole_and_keeps_the_old_one_on_error(tmp_path):
+    from ecm_dask.store.paths import replacing_folder
+
+    out = tmp_path / "report"
+    with replacing_folder(out) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (out / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError):
+        with replacing_folder(out) as tmp:
+            (tmp / "a.txt").write_text("two")
+            raise RuntimeError("killed mid-write")
+    assert (out / "a.txt").read_text() == "one"  # untouched
+    with replacing_folder(out) as tmp:
+        (tmp / "b.txt").write_text("three")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # replaced as a whole, no stale file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary left beside it
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a folder"):
+        with replacing_folder(tmp_path / "file"):
+            pass

@@ -10,15 +10,13 @@ Written atomically into the output folder: ``tau_vs_T.png``, ``compare.json`` an
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import schema as S
 from ..errors import InputError
+from ..store.paths import replacing_folder
 
 REGIONS = ("bulk", "surface")
 
@@ -69,18 +67,10 @@ def compare_results(results, output, *, temperatures=None, n_boot: int = 200) ->
                         "errors": {k: float(v) for k, v in f.errors.items()}, "chi2": float(f.chi2), "dof": int(f.dof)}
             curves[(name, law)] = f
         summary["regions"][name] = row
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with replacing_folder(output) as tmp:
         _figure(combined, summary, curves).savefig(tmp / "tau_vs_T.png", dpi=110)
         (tmp / "compare.json").write_text(json.dumps(summary, indent=2))
         combined.to_zarr(tmp / "combined.zarr", mode="w", zarr_format=3, consolidated=False)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return summary
 
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +153,27 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def camera_setup(mean: np.ndarray, usable: np.ndarray, config: DiffractionConfig, cal: float, stored_centre,
+                 where) -> tuple[tuple[float, float], str, np.ndarray]:
+    """``(beam centre, where it came from, usable pixels)`` from the mean pattern: pixels that never count (beam
+    stop, dead pixels) and those below ``--beam-stop-q`` left out; the centre as given, else ``stored_centre``
+    (the series'), else found from the mean pattern."""
+    from ..kernels.rings import estimate_centre, pixel_q
+
+    usable = usable & np.isfinite(mean) & (mean > 0)
+    if config.beam_centre is not None:
+        centre, how = config.beam_centre, CENTRE_GIVEN
+    elif stored_centre is not None:
+        centre, how = tuple(float(c) for c in stored_centre), CENTRE_SERIES
+    else:
+        centre, how = estimate_centre(mean, usable), CENTRE_ESTIMATED
+    if config.beam_stop_q is not None:
+        usable &= pixel_q(mean.shape, centre, cal) >= config.beam_stop_q
+    if usable.sum() < 2:
+        raise InputError(f"{where}: fewer than 2 usable camera pixels (mask, beam stop, dark pixels)")
+    return centre, how, usable
+
+
 def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, config: DiffractionConfig | None = None,
                     *, overwrite: bool = False, progress: bool = True, **options: Any) -> Path:
     """Analyse a diffraction series store; write ``output`` (results store, see the module doc).
@@ -166,7 +185,6 @@ def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, c
     from ..analysis.scattering import radial_profile
     from ..analysis.stem import diffraction_g2, fit_rings
     from ..compute import run
-    from ..kernels.rings import estimate_centre
     from ..ops.fit import IMPRECISE_TAU_REL_ERR, QUALITY_FLAGS, quality_flags
     from ..store.blocks import atomic, check_replaceable
     from ..store.integrity import checksummed
@@ -198,19 +216,7 @@ def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, c
         intensity = ds[S.INTENSITY]
         (mean,) = run([intensity.data.mean(axis=0, dtype=np.float64)], progress=progress,
                       label=f"mean pattern of {series_path}")
-        usable &= np.isfinite(mean) & (mean > 0)  # beam stop and dead pixels never count
-        if config.beam_centre is not None:
-            centre, how = config.beam_centre, CENTRE_GIVEN
-        elif attrs.get(S.ATTR_BEAM_CENTRE) is not None:
-            centre, how = tuple(float(c) for c in attrs[S.ATTR_BEAM_CENTRE]), CENTRE_SERIES
-        else:
-            centre, how = estimate_centre(mean, usable), CENTRE_ESTIMATED
-        if config.beam_stop_q is not None:
-            from ..kernels.rings import pixel_q
-
-            usable &= pixel_q((ny, nx), centre, cal) >= config.beam_stop_q
-        if usable.sum() < 2:
-            raise InputError(f"{series_path}: fewer than 2 usable camera pixels (mask, beam stop, dark pixels)")
+        centre, how, usable = camera_setup(mean, usable, config, cal, attrs.get(S.ATTR_BEAM_CENTRE), series_path)
         camera = {S.KY: (S.KY, (np.arange(ny) - centre[0]) * cal, S.coord_attrs(S.KY, "scattering vector, rows")),
                   S.KX: (S.KX, (np.arange(nx) - centre[1]) * cal, S.coord_attrs(S.KX, "scattering vector, columns"))}
         patterns = xr.DataArray(intensity.data, dims=(S.TIME, S.KY, S.KX),
@@ -400,16 +406,11 @@ def plot_pattern(root, camera):
 def write_diffraction_report(results_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """``profiles.png`` (tau, beta, I vs q), ``g2_rings.png``, ``pattern.png``, ``summary.json``, ``report.md``
     and ``report.html`` of a diffraction results store, written into ``out_dir`` (replaced as a whole)."""
-    from ..store.paths import check_apart
+    from ..store.paths import check_apart, replacing_folder
 
     check_apart(out_dir, [results_path], what="report folder")
     root, camera = open_diffraction(results_path)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"{out} exists and is not a folder; choose another output for the report")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with replacing_folder(out_dir) as tmp:
         figures = {"profiles.png": "τ(q), β(q) (hollow: fit ok but not reliable) and I(q) with standard errors",
                    "g2_rings.png": "ring-averaged g2 with their KWW fits",
                    "pattern.png": "mean diffraction pattern, beam centre and ring edges"}
@@ -446,9 +447,4 @@ def write_diffraction_report(results_path: str | os.PathLike, out_dir: str | os.
         html += ["<tr>" + "".join(f"<td>{c.strip()}</td>" for c in line.strip("|").split("|")) + "</tr>" for line in body]
         html.append("</table>")
         (tmp / "report.html").write_text("\n".join(html), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out / "report.md"
+    return Path(out_dir) / "report.md"

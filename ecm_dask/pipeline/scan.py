@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import InputError, ParameterError
-from .diffraction import CAMERA_GROUP, CENTRE_ESTIMATED, CENTRE_GIVEN, DiffractionConfig, load_mask
+from .diffraction import CAMERA_GROUP, DiffractionConfig, camera_setup, load_mask
 
 __all__ = ["open_scan", "run_scan", "SCAN_AXES"]
 
@@ -120,7 +120,7 @@ def run_scan(input_path: str | os.PathLike, output: str | os.PathLike, config: D
 
     from ..analysis.stem import fit_rings, stem_scan_g2
     from ..compute import run
-    from ..kernels.rings import estimate_centre, pixel_q, ring_index
+    from ..kernels.rings import ring_index
     from ..ops.fit import IMPRECISE_TAU_REL_ERR, QUALITY_FLAGS, quality_flags
     from ..store.blocks import atomic, check_replaceable
     from ..store.integrity import checksummed
@@ -144,15 +144,7 @@ def run_scan(input_path: str | os.PathLike, output: str | os.PathLike, config: D
     with run_lock(output):
         per_position = arr.mean(axis=0, dtype=np.float64)  # (y, x, ky, kx), lazy
         (mean,) = run([per_position.mean(axis=(0, 1))], progress=progress, label=f"mean pattern of {input_path}")
-        usable &= np.isfinite(mean) & (mean > 0)
-        if config.beam_centre is not None:
-            centre, how = config.beam_centre, CENTRE_GIVEN
-        else:
-            centre, how = estimate_centre(mean, usable), CENTRE_ESTIMATED
-        if config.beam_stop_q is not None:
-            usable &= pixel_q((nky, nkx), centre, cal) >= config.beam_stop_q
-        if usable.sum() < 2:
-            raise InputError(f"{input_path}: fewer than 2 usable camera pixels (mask, beam stop, dark pixels)")
+        centre, how, usable = camera_setup(mean, usable, config, cal, None, input_path)
         coords = {S.TIME: np.arange(n_t) * frame_time_s, S.Y: np.arange(ny) * scan_step_nm,
                   S.X: np.arange(nx) * scan_step_nm}
         scan = xr.DataArray(arr, dims=SCAN_AXES, coords=coords,
@@ -255,20 +247,14 @@ def scan_summary(path) -> str:
 def write_scan_report(results_path, out_dir) -> Path:
     """``tau_maps.png`` (tau at four rings, reliable fits only), ``profiles.png`` (median tau(q) and beta(q) over
     the positions with their quartiles, mean I(q)), ``summary.txt``; into ``out_dir`` (replaced as a whole)."""
-    import shutil
-    import tempfile
-
     from matplotlib.colors import LogNorm
 
     from ..plot import _figure
-    from ..store.paths import check_apart
+    from ..store.paths import check_apart, replacing_folder
 
     check_apart(out_dir, [results_path], what="report folder")
     root, _ = open_scan_results(results_path)
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with replacing_folder(out_dir) as tmp:
         good = (root[S.STATUS].values == 0) & (root[S.QUALITY].values == 0)
         tau = np.where(good, root[S.TAU].values, np.nan)
         n_q = root.sizes[S.Q]
@@ -309,9 +295,4 @@ def write_scan_report(results_path, out_dir) -> Path:
         a3.set_xlabel("q (nm⁻¹)")
         fig.savefig(tmp / "profiles.png", dpi=110)
         (tmp / "summary.txt").write_text(scan_summary(results_path) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out_dir)

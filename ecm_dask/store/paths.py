@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StoreError
@@ -28,3 +29,33 @@ def check_apart(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], 
             continue
         raise StoreError(f"{what} {output} {how} the input {item}; inputs are never modified: choose an {what} "
                          "outside every input")
+
+
+@contextmanager
+def replacing_folder(output: str | os.PathLike):
+    """Yield a fresh temporary folder beside ``output`` to fill; on success it replaces ``output`` as a whole (one
+    rename when ``output`` is new), on an error it is removed and ``output`` is left as it was.  A non-folder at
+    ``output`` is refused before anything is written."""
+    import shutil
+    import tempfile
+
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"{out} exists and is not a folder; choose another output")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result gets the usual permissions
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.replaced")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -278,19 +278,24 @@ def _bins_arg(q_bins):
     return list(q_bins) if isinstance(q_bins, tuple) else q_bins
 
 
-def open_diffraction(path: str | os.PathLike):
-    """``(rings, camera)``: the two Datasets of a diffraction results store, loaded (StoreError naming the store,
-    or the damaged file, if it is something else or damaged)."""
+def open_mode_results(path: str | os.PathLike, mode: str = MODE):
+    """``(root, camera)``: the two Datasets of the results of ``run --mode diffraction`` (or ``scan``), loaded
+    (StoreError naming the store, or the damaged file, if it is something else or damaged)."""
     from ..store.integrity import open_checked
 
     path = Path(path)
     if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: no such results store (make one with 'ecm-dask run SERIES --mode diffraction')")
-    hint = "run the diffraction analysis again to rewrite {store}"
+        raise StoreError(f"{path}: no such results store (make one with 'ecm-dask run ... --mode {mode}')")
+    hint = f"run the {mode} analysis again to rewrite {{store}}"
     root = open_checked(path, hint=hint)
-    if root.attrs.get(S.ATTR_SERIES_MODE) != MODE:
-        raise StoreError(f"{path}: not the results of 'ecm-dask run --mode diffraction'")
+    if root.attrs.get(S.ATTR_SERIES_MODE) != mode:
+        raise StoreError(f"{path}: not the results of 'ecm-dask run --mode {mode}'")
     return root.load(), open_checked(path, hint=hint, group=CAMERA_GROUP).load()
+
+
+def open_diffraction(path: str | os.PathLike):
+    """``(rings, camera)`` of a diffraction results store (:func:`open_mode_results`)."""
+    return open_mode_results(path, MODE)
 
 
 # ------------------------------------------------------------------------------------------------ report

@@ -213,17 +213,9 @@ def run_scan(input_path: str | os.PathLike, output: str | os.PathLike, config: D
 
 def open_scan_results(path: str | os.PathLike):
     """``(maps, camera)`` of a scan results store, loaded (StoreError if it is something else or damaged)."""
-    from ..errors import StoreError
-    from ..store.integrity import open_checked
+    from .diffraction import open_mode_results
 
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: no such results store (make one with 'ecm-dask run INPUT --mode scan')")
-    hint = "run the scan analysis again to rewrite {store}"
-    root = open_checked(path, hint=hint)
-    if root.attrs.get(S.ATTR_SERIES_MODE) != MODE:
-        raise StoreError(f"{path}: not the results of 'ecm-dask run --mode scan'")
-    return root.load(), open_checked(path, hint=hint, group=CAMERA_GROUP).load()
+    return open_mode_results(path, MODE)
 
 
 def scan_summary(path) -> str:

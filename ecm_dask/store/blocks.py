@@ -34,6 +34,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import StoreError
 from .integrity import checksummed
+from .paths import swap_in
 
 DONE = "_ecm_blocks_done"
 KEY_ATTR = "ecm_dask_write_key"
@@ -187,14 +188,7 @@ def commit(partial: str | os.PathLike, output: str | os.PathLike, *, attrs: Mapp
             group.attrs.update(final)
         if consolidate:
             zarr.consolidate_metadata(str(partial))
-        if output.exists():  # overwrite: the old store stays whole until the new one is in place
-            old = output.with_name(output.name + ".replaced")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(output, old)
-            os.replace(partial, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, output)
+        swap_in(partial, output)  # overwrite: the old store stays whole until the new one is in place
     return output
 
 

@@ -31,6 +31,22 @@ def check_apart(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], 
                          "outside every input")
 
 
+def swap_in(new: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Rename the finished folder ``new`` to ``output``; an existing ``output`` stays whole until the new one is in
+    place (moved aside to ``<output>.replaced``, removed after)."""
+    import shutil
+
+    new, output = Path(new), Path(output)
+    if output.exists():
+        old = output.with_name(output.name + ".replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(output, old)
+        os.replace(new, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, output)
+
+
 @contextmanager
 def replacing_folder(output: str | os.PathLike):
     """Yield a fresh temporary folder beside ``output`` to fill; on success it replaces ``output`` as a whole (one
@@ -49,13 +65,6 @@ def replacing_folder(output: str | os.PathLike):
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result gets the usual permissions
         yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.replaced")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -189,3 +189,30 @@ def test_nexus_export_of_the_rings(run, tmp_path):
         np.testing.assert_array_equal(rmap, cam["ring"].values + 1)  # NXxpcs: 1-based, 0 = no ring
         np.testing.assert_allclose(f["entry/process/kww_fit/tau"][()], root[S.TAU].values, rtol=1e-12)
         np.testing.assert_array_equal(f["xpcs/multitau/normalized_g2"][()], g2)
+
+
+def test_a_file_calibrated_in_reciprocal_length_ingests_as_a_diffraction_series(tmp_path):
+    import h5py
+
+    from ecm_dask.store.series import open_series
+
+    frames = synthetic_diffraction(P, n_frames=50)[S.INTENSITY].values
+    with h5py.File(tmp_path / "dp.h5", "w") as f:
+        ds = f.create_dataset("/data/frames", data=np.moveaxis(frames, 0, -1))  # stored (ky, kx, frame)
+        for i, (name, units, step) in enumerate([("qy", "1/Å", 0.02), ("qx", "1/Å", 0.02), ("frame", None, 1.0)]):
+            scale = f.create_dataset(f"/scales/{name}", data=np.arange(ds.shape[i]) * step)
+            if units:
+                scale.attrs["units"] = units
+            scale.make_scale(name)
+            ds.dims[i].attach_scale(scale)
+    r = cli("ingest", tmp_path / "dp.h5", "-o", tmp_path / "dp.zarr", "--frame-time", 0.1, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "diffraction, " in r.output and "0.2 nm^-1/pixel" in r.output
+    series = open_series(tmp_path / "dp.zarr")
+    assert series.attrs[S.ATTR_SERIES_MODE] == S.MODE_DIFFRACTION
+    assert series.attrs[S.ATTR_K_CALIBRATION] == pytest.approx(0.2)  # 0.02 1/Å = 0.2 1/nm
+    np.testing.assert_array_equal(series[S.INTENSITY].values, frames)
+    # --pixel-size wins: the same file as an image series
+    r = cli("ingest", tmp_path / "dp.h5", "-o", tmp_path / "img.zarr", "--frame-time", 0.1, "--pixel-size", 0.3,
+            "--quiet")
+    assert r.exit_code == 0 and S.ATTR_SERIES_MODE not in open_series(tmp_path / "img.zarr").attrs

@@ -34,6 +34,28 @@ def check_gain(value, name: str = "--counts-per-electron") -> float:
     return float(value)
 
 
+#: reciprocal length units of a diffraction camera's calibration, in nm^-1
+RECIPROCAL_UNITS = {"1/nm": 1.0, "nm^-1": 1.0, "nm-1": 1.0, "1/a": 10.0, "1/å": 10.0, "a^-1": 10.0, "å^-1": 10.0,
+                    "1/angstrom": 10.0, "1/um": 1e-3, "1/µm": 1e-3, "1/pm": 1e3}
+
+
+def file_k_calibration(extra: dict) -> float | None:
+    """nm^-1 per pixel from a file whose pixel size is in reciprocal length (a diffraction pattern): the readers keep
+    such a calibration raw, as ``"<value> <unit>"`` under a ``*pixel_size*raw`` key; None if there is none."""
+    for key, raw in (extra or {}).items():
+        if "pixel_size" not in key or not key.endswith("raw") or not isinstance(raw, str):
+            continue
+        value, _, unit = raw.partition(" ")
+        factor = RECIPROCAL_UNITS.get(unit.strip().lower().replace(" ", ""))
+        try:
+            k = float(value) * factor if factor else None
+        except ValueError:
+            continue
+        if k is not None and 0 < k < float("inf"):
+            return k
+    return None
+
+
 def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, pixel_size_nm: float | None = None,
                      temperature_C: float | None = None, material: str | None = None,
                      instrument: str | None = None, description: str | None = None,
@@ -41,7 +63,8 @@ def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, 
     """Series attributes from the file's own metadata, overridden by the caller's (CLI flags).
 
     ``k_calibration`` (nm^-1 per camera pixel) makes the series a diffraction series (``series_mode``
-    "diffraction", analysed with ``ecm-dask run --mode diffraction``); it then needs no real-space pixel size.
+    "diffraction", analysed with ``ecm-dask run --mode diffraction``); it then needs no real-space pixel size.  A
+    file calibrated in reciprocal length (1/nm, 1/Å) without ``pixel_size_nm`` given is a diffraction series too.
 
     Raises
     ------
@@ -54,6 +77,8 @@ def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, 
     px = pixel_size_nm if pixel_size_nm is not None else m.pixel_size_nm
     if ft is None:
         raise MetadataError(f"{source.label}: the file does not record the frame time; give it with --frame-time SECONDS")
+    if k_calibration is None and px is None:
+        k_calibration = file_k_calibration(m.extra)  # calibrated in 1/nm: the file holds diffraction patterns
     if k_calibration is not None:
         if pixel_size_nm is not None:
             raise ParameterError("--pixel-size (image series) and --k-calibration (diffraction series) exclude "

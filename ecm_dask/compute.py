@@ -263,6 +263,14 @@ def run(tasks: Sequence[Any], *, progress: bool = True, label: str = "") -> list
 
     if not tasks:
         return []
+    from dask import is_dask_collection
+
+    lazy = [i for i, t in enumerate(tasks) if is_dask_collection(t)]
+    if len(lazy) < len(tasks):  # values already computed (e.g. NumPy-backed variables) pass through
+        out = list(tasks)
+        for i, value in zip(lazy, run([tasks[i] for i in lazy], progress=progress, label=label)):
+            out[i] = value
+        return out
     client = active_client()
     try:
         if client is not None:

@@ -43,6 +43,13 @@ def test_radial_profile_equals_loop():
     np.testing.assert_allclose(one.intensity.values, prof.intensity.values, rtol=1e-12)
     with pytest.raises(InputError, match="centre"):
         radial_profile(pat)
+    # the mean pattern of the 7 frames with n_frames=7: the series' Poisson errors (as diffraction mode uses it)
+    mean = da.mean("time")
+    a = radial_profile(mean, mask=mask, q_bins=12, error="poisson", n_frames=7)
+    b = radial_profile(da, mask=mask, q_bins=12, error="poisson")
+    np.testing.assert_allclose(a.intensity_err.values, b.intensity_err.values, rtol=1e-12)
+    with pytest.raises(InputError, match="n_frames"):
+        radial_profile(da, mask=mask, q_bins=12, error="poisson", n_frames=7)
 
 
 def test_ornstein_zernike_recovered():

@@ -53,7 +53,7 @@ def _pattern(data, time_dim: str):
 
 
 def radial_profile(data, *, centre=None, calibration=None, q_bins=None, mask=None, error: str = "scatter",
-                   time_dim: str = S.TIME):
+                   time_dim: str = S.TIME, n_frames: int | None = None):
     """Ring-averaged intensity I(q) with error bars.
 
     Parameters
@@ -67,6 +67,8 @@ def radial_profile(data, *, centre=None, calibration=None, q_bins=None, mask=Non
     error : ``"scatter"`` (default: sample standard deviation of the ring's pixel values / sqrt(n); includes
         speckle and any real variation inside the ring) or ``"poisson"`` (counting statistics of raw counts:
         ``sqrt(sum of the pixel means / n_frames) / n``)
+    n_frames : frames a given mean pattern ``(ky, kx)`` averages (for ``"poisson"``; default 1, or the series'
+        length when ``data`` is a series)
 
     Returns
     -------
@@ -77,7 +79,14 @@ def radial_profile(data, *, centre=None, calibration=None, q_bins=None, mask=Non
 
     if error not in ERROR_MODES:
         raise InputError(f"error must be one of {ERROR_MODES}, got {error!r}")
-    pattern, n_frames, obj = _pattern(data, time_dim)
+    pattern, frames, obj = _pattern(data, time_dim)
+    if n_frames is not None:
+        if frames != 1:
+            raise InputError("n_frames is for a mean pattern (ky, kx); a series (time, ky, kx) counts its own frames")
+        frames = int(n_frames)
+        if frames < 1:
+            raise InputError(f"n_frames must be >= 1, got {n_frames!r}")
+    n_frames = frames
     if obj is None:
         if centre is None or calibration is None:
             raise InputError("a NumPy pattern needs centre=(row, column) and calibration= (nm^-1 per pixel)")

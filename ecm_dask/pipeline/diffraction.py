@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import InputError, ParameterError, StoreError
-from .config import G2Config, _finite
+from .config import G2Config, _choice, _finite, _whole
 
 __all__ = ["DiffractionConfig", "run_diffraction", "write_diffraction_report", "CAMERA_GROUP"]
 
@@ -86,8 +86,8 @@ class DiffractionConfig:
                    beam_centre=centre, q_bins=_q_bins(q_bins), mask=None if mask is None else os.path.abspath(mask),
                    beam_stop_q=_finite(beam_stop_q, "beam stop radius (--beam-stop-q, nm^-1)", positive=True,
                                        allow_none=True),
-                   n_sectors=_sectors(n_sectors), errors=_one_of(errors, "errors (--ring-errors)", ERRORS),
-                   profile_error=_one_of(profile_error, "profile error (--profile-error)", PROFILE_ERRORS))
+                   n_sectors=_whole(n_sectors, "--sectors", 0, 64), errors=_choice(errors, "errors", ERRORS),
+                   profile_error=_choice(profile_error, "profile error", PROFILE_ERRORS))
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,26 +108,12 @@ def _q_bins(value):
                                  f"got {value!r}") from None
         value = int(nums[0]) if len(nums) == 1 and nums[0] == int(nums[0]) else nums
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if not 1 <= int(value) <= 10_000:
-            raise ParameterError(f"--q-bins as a number of rings must be 1..10000, got {value}")
-        return int(value)
+        return _whole(int(value), "--q-bins as a number of rings", 1, 10_000)
     edges = np.asarray(value, dtype=float).ravel()
     if edges.size < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0) or edges[0] < 0:
         raise ParameterError(f"--q-bins as ring edges must be >= 2 increasing non-negative numbers (nm^-1), "
                              f"got {value!r}")
     return tuple(float(e) for e in edges)
-
-
-def _sectors(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= int(n) <= 64:
-        raise ParameterError(f"--sectors must be a whole number in [0, 64], got {n!r}")
-    return int(n)
-
-
-def _one_of(value, what: str, choices) -> str:
-    if value not in choices:
-        raise ParameterError(f"{what} must be one of {choices}, got {value!r}")
-    return value
 
 
 def load_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
@@ -174,6 +160,67 @@ def camera_setup(mean: np.ndarray, usable: np.ndarray, config: DiffractionConfig
     return centre, how, usable
 
 
+def camera_coords(shape, centre, cal: float) -> dict:
+    """``ky``, ``kx`` coordinates (nm^-1 from the beam centre) of a camera of ``shape``."""
+    return {S.KY: xr_variable(S.KY, (np.arange(shape[0]) - centre[0]) * cal, "scattering vector, rows"),
+            S.KX: xr_variable(S.KX, (np.arange(shape[1]) - centre[1]) * cal, "scattering vector, columns")}
+
+
+def xr_variable(dim: str, values, long_name: str):
+    import xarray as xr
+
+    return xr.Variable(dim, values, S.coord_attrs(dim, long_name))
+
+
+#: attributes of the ring g2 kept in the results
+RING_G2_ATTRS = ("estimator", "normalization", "points_per_octave", "max_lag_frames", "n_bad_frames", "ring_average",
+                 "probe_block")
+
+
+def ring_results(fit, ring_g2, intensity, intensity_err, *, frame_time: float, n_frames: int, attrs: dict):
+    """The root of a diffraction or scan results store: the ring fits (:func:`~ecm_dask.analysis.stem.fit_rings`)
+    with the reliability flags of the image mode, the ring g2 (and sector curves) and I(q); ``attrs`` first, then
+    the fit's and the ring g2's description."""
+    from ..ops.fit import IMPRECISE_TAU_REL_ERR, QUALITY_FLAGS, quality_flags
+
+    quality = quality_flags(fit[S.TAU].values, fit[S.BETA].values, fit[f"{S.TAU}_err"].values,
+                            frame_time=frame_time, series_s=n_frames * frame_time, max_tau_rel_err=IMPRECISE_TAU_REL_ERR)
+    root = fit.drop_vars([S.N_PIXELS], errors="ignore")
+    root[S.QUALITY] = (fit[S.TAU].dims, quality, S.flag_attrs(QUALITY_FLAGS, "reliability flags (bits)")
+                       | {"flag_masks": list(QUALITY_FLAGS)})
+    for name in (S.G2, S.G2_ERR, S.N_PIXELS, "pairs", S.G2_SECTOR, "sector_pixels"):
+        if name in ring_g2:
+            root[name] = ring_g2[name]
+    root[S.INTENSITY] = intensity
+    root[S.INTENSITY_ERR] = intensity_err
+    root.attrs = {**attrs, S.ATTR_FRAME_TIME: frame_time, "n_frames": int(n_frames),
+                  **{k: v for k, v in fit.attrs.items() if k != S.ATTR_FRAME_TIME},
+                  **{k: ring_g2.attrs[k] for k in RING_G2_ATTRS if k in ring_g2.attrs}}
+    return root
+
+
+def write_mode_results(output, root, camera: dict, coords: dict, *, overwrite: bool) -> Path:
+    """Write ``root`` and the ``/camera`` group (``camera``: name -> (ky, kx) variable) atomically to ``output``."""
+    import xarray as xr
+
+    from ..store.blocks import atomic
+    from ..store.integrity import checksummed
+
+    cam = xr.Dataset(camera, coords=coords)
+    tree = xr.DataTree.from_dict({"/": checksummed(root), f"/{CAMERA_GROUP}": checksummed(cam)})
+    with atomic(output, overwrite=overwrite) as partial:
+        tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
+    return Path(output)
+
+
+def camera_variables(mean: np.ndarray, usable: np.ndarray, ring) -> dict:
+    """The ``/camera`` group's mean pattern, usable pixels and ring of every pixel."""
+    return {"mean_pattern": ((S.KY, S.KX), mean.astype(np.float32), {S.ATTR_UNITS: "counts",
+                                                                    S.ATTR_LONG_NAME: "mean counts per frame"}),
+            "ring": ((S.KY, S.KX), np.asarray(ring), {S.ATTR_LONG_NAME: "q ring of each pixel (-1: not used)"}),
+            "usable": ((S.KY, S.KX), usable, {S.ATTR_LONG_NAME: "pixel used (mask, not dark, outside the beam stop)"})}
+
+
 def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, config: DiffractionConfig | None = None,
                     *, overwrite: bool = False, progress: bool = True, **options: Any) -> Path:
     """Analyse a diffraction series store; write ``output`` (results store, see the module doc).
@@ -185,9 +232,7 @@ def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, c
     from ..analysis.scattering import radial_profile
     from ..analysis.stem import diffraction_g2, fit_rings
     from ..compute import run
-    from ..ops.fit import IMPRECISE_TAU_REL_ERR, QUALITY_FLAGS, quality_flags
-    from ..store.blocks import atomic, check_replaceable
-    from ..store.integrity import checksummed
+    from ..store.blocks import check_replaceable
     from ..store.paths import check_apart
     from ..store.series import open_series, store_key
     from ..store.writer import provenance
@@ -217,10 +262,8 @@ def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, c
         (mean,) = run([intensity.data.mean(axis=0, dtype=np.float64)], progress=progress,
                       label=f"mean pattern of {series_path}")
         centre, how, usable = camera_setup(mean, usable, config, cal, attrs.get(S.ATTR_BEAM_CENTRE), series_path)
-        camera = {S.KY: (S.KY, (np.arange(ny) - centre[0]) * cal, S.coord_attrs(S.KY, "scattering vector, rows")),
-                  S.KX: (S.KX, (np.arange(nx) - centre[1]) * cal, S.coord_attrs(S.KX, "scattering vector, columns"))}
-        patterns = xr.DataArray(intensity.data, dims=(S.TIME, S.KY, S.KX),
-                                coords={S.TIME: ds[S.TIME], **{k: xr.Variable(*v) for k, v in camera.items()}},
+        camera = camera_coords((ny, nx), centre, cal)
+        patterns = xr.DataArray(intensity.data, dims=(S.TIME, S.KY, S.KX), coords={S.TIME: ds[S.TIME], **camera},
                                 attrs={S.ATTR_FRAME_TIME: frame_time})
         g = config.g2
         ring_g2 = diffraction_g2(patterns, centre=centre, calibration=cal, q_bins=_bins_arg(config.q_bins),
@@ -228,49 +271,25 @@ def run_diffraction(series_path: str | os.PathLike, output: str | os.PathLike, c
                                  points_per_octave=g.points_per_octave, max_lag=g.max_lag,
                                  normalization=g.normalization,
                                  bad_frames=g.bad_frames.mask(n_t) if g.bad_frames else None)
-        lazy = [ring_g2[name].data for name in ring_g2.data_vars]
-        values = run(lazy, progress=progress, label=f"ring g2 of {series_path}")
-        ring_g2 = ring_g2.copy(data={name: v for name, v in zip(ring_g2.data_vars, values)})
+        values = run([ring_g2[name].data for name in ring_g2.data_vars], progress=progress,
+                     label=f"ring g2 of {series_path}")
+        ring_g2 = ring_g2.copy(data=dict(zip(ring_g2.data_vars, values)))
         fit = fit_rings(ring_g2, errors=config.errors)
         edges = list(ring_g2[S.Q_LO].values) + [float(ring_g2[S.Q_HI].values[-1])]
-        mean_da = xr.DataArray(mean, dims=(S.KY, S.KX), coords={k: xr.Variable(*v) for k, v in camera.items()})
-        profile = radial_profile(mean_da, centre=centre, calibration=cal, q_bins=edges, mask=usable, error=config.profile_error)
-        if config.profile_error == "poisson":  # counting statistics of all frames, not of the one mean pattern
-            profile[S.INTENSITY_ERR] = profile[S.INTENSITY_ERR] / math.sqrt(n_t)
-        quality = quality_flags(fit[S.TAU].values, fit[S.BETA].values, fit[f"{S.TAU}_err"].values,
-                                frame_time=frame_time, series_s=n_t * frame_time,
-                                max_tau_rel_err=IMPRECISE_TAU_REL_ERR)
-        root = fit.drop_vars([S.N_PIXELS], errors="ignore")
-        root[S.QUALITY] = ((S.Q,), quality, S.flag_attrs(QUALITY_FLAGS, "reliability flags (bits)")
-                           | {"flag_masks": list(QUALITY_FLAGS)})
-        for name in (S.G2, S.G2_ERR, S.N_PIXELS, "pairs"):
-            root[name] = ring_g2[name]
-        root[S.INTENSITY] = profile[S.INTENSITY]
-        root[S.INTENSITY_ERR] = profile[S.INTENSITY_ERR]
-        if S.G2_SECTOR in ring_g2:
-            root[S.G2_SECTOR] = ring_g2[S.G2_SECTOR]
-            root["sector_pixels"] = ring_g2["sector_pixels"]
-        root.attrs = {
-            S.ATTR_SERIES_MODE: MODE, S.ATTR_FRAME_TIME: frame_time, "n_frames": n_t,
-            S.ATTR_K_CALIBRATION: cal, S.ATTR_BEAM_CENTRE: [float(centre[0]), float(centre[1])],
-            "beam_centre_from": how, S.ATTR_TEMPERATURE: attrs.get(S.ATTR_TEMPERATURE),
-            S.ATTR_MATERIAL: attrs.get(S.ATTR_MATERIAL, S.UNKNOWN), "series": os.path.abspath(series_path),
-            "series_key": store_key(series_path), S.ATTR_RUN_CONFIG: config.as_dict(),
-            S.ATTR_PROVENANCE: provenance(), **{k: v for k, v in fit.attrs.items() if k != S.ATTR_FRAME_TIME},
-            **{k: ring_g2.attrs[k] for k in ("estimator", "normalization", "points_per_octave", "max_lag_frames",
-                                              "n_bad_frames", "ring_average") if k in ring_g2.attrs},
-            "profile_error": config.profile_error,
-        }
-        cam = xr.Dataset({
-            "mean_pattern": ((S.KY, S.KX), mean.astype(np.float32), {S.ATTR_UNITS: "counts",
-                                                                     S.ATTR_LONG_NAME: "mean counts per frame"}),
-            "ring": ring_g2["ring"].variable,
-            "usable": ((S.KY, S.KX), usable, {S.ATTR_LONG_NAME: "pixel used (mask, not dark, outside the beam stop)"}),
-            "pixel_status": ring_g2["pixel_status"].variable,
-        }, coords={k: xr.Variable(*v) for k, v in camera.items()})
-        tree = xr.DataTree.from_dict({"/": checksummed(root), f"/{CAMERA_GROUP}": checksummed(cam)})
-        with atomic(output, overwrite=overwrite) as partial:
-            tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
+        profile = radial_profile(xr.DataArray(mean, dims=(S.KY, S.KX), coords=camera), centre=centre,
+                                 calibration=cal, q_bins=edges, mask=usable, error=config.profile_error, n_frames=n_t)
+        root = ring_results(fit, ring_g2, profile[S.INTENSITY], profile[S.INTENSITY_ERR], frame_time=frame_time,
+                            n_frames=n_t, attrs={
+                                S.ATTR_SERIES_MODE: MODE, S.ATTR_K_CALIBRATION: cal,
+                                S.ATTR_BEAM_CENTRE: [float(centre[0]), float(centre[1])], "beam_centre_from": how,
+                                S.ATTR_TEMPERATURE: attrs.get(S.ATTR_TEMPERATURE),
+                                S.ATTR_MATERIAL: attrs.get(S.ATTR_MATERIAL, S.UNKNOWN),
+                                "series": os.path.abspath(series_path), "series_key": store_key(series_path),
+                                S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_PROVENANCE: provenance(),
+                                "profile_error": config.profile_error})
+        cam = camera_variables(mean, usable, ring_g2["ring"].values)
+        cam["pixel_status"] = ring_g2["pixel_status"].variable
+        write_mode_results(output, root, cam, camera, overwrite=overwrite)
     return output
 
 

@@ -21,7 +21,15 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import InputError, ParameterError
-from .diffraction import CAMERA_GROUP, DiffractionConfig, camera_setup, load_mask
+from .diffraction import (
+    DiffractionConfig,
+    camera_coords,
+    camera_setup,
+    camera_variables,
+    load_mask,
+    ring_results,
+    write_mode_results,
+)
 
 __all__ = ["open_scan", "run_scan", "SCAN_AXES"]
 
@@ -120,10 +128,7 @@ def run_scan(input_path: str | os.PathLike, output: str | os.PathLike, config: D
 
     from ..analysis.stem import fit_rings, stem_scan_g2
     from ..compute import run
-    from ..kernels.rings import ring_index
-    from ..ops.fit import IMPRECISE_TAU_REL_ERR, QUALITY_FLAGS, quality_flags
-    from ..store.blocks import atomic, check_replaceable
-    from ..store.integrity import checksummed
+    from ..store.blocks import check_replaceable
     from ..store.paths import check_apart
     from ..store.writer import provenance
     from .config import _finite
@@ -157,57 +162,33 @@ def run_scan(input_path: str | os.PathLike, output: str | os.PathLike, config: D
                                method=g.method, points_per_octave=g.points_per_octave, max_lag=g.max_lag,
                                normalization=g.normalization,
                                bad_frames=g.bad_frames.mask(n_t) if g.bad_frames else None)
-        rings = ring_index((nky, nkx), centre, cal, list(ring_g2[S.Q_LO].values) + [float(ring_g2[S.Q_HI][-1])],
-                           usable)
-        import dask.array as da
-
-        prof = da.map_blocks(_ring_means_block, per_position.rechunk({2: -1, 3: -1}), dtype=np.float64,
-                             drop_axis=[2, 3], new_axis=[2, 3],
-                             chunks=per_position.rechunk({2: -1, 3: -1}).chunks[:2] + ((rings.n_rings,), (3,)),
-                             labels=rings.labels, n_rings=rings.n_rings)
+        n_rings = ring_g2.sizes[S.Q]
+        labels = ring_g2["ring"].values  # the rings stem_scan_g2 averaged over
+        whole = per_position.rechunk({2: -1, 3: -1})
+        prof = whole.map_blocks(_ring_means_block, dtype=np.float64, drop_axis=[2, 3], new_axis=[2, 3],
+                                chunks=whole.chunks[:2] + ((n_rings,), (3,)), labels=labels, n_rings=n_rings)
         names = list(ring_g2.data_vars)
         values = run([ring_g2[n].data for n in names] + [prof], progress=progress,
                      label=f"ring g2 of {ny} x {nx} probe positions of {input_path}")
         ring_g2 = ring_g2.copy(data=dict(zip(names, values[:-1])))
         prof = values[-1]
-        errors = config.errors if (config.n_sectors > 1 or config.errors != "auto") else "sigma"
-        fit = fit_rings(ring_g2, errors=errors)
-        quality = quality_flags(fit[S.TAU].values, fit[S.BETA].values, fit[f"{S.TAU}_err"].values,
-                                frame_time=frame_time_s, series_s=n_t * frame_time_s,
-                                max_tau_rel_err=IMPRECISE_TAU_REL_ERR)
+        fit = fit_rings(ring_g2, errors=config.errors)  # "auto": jackknife with sectors, else the fit covariance
         dims = (S.Y, S.X, S.Q)
-        root = fit.drop_vars([S.N_PIXELS], errors="ignore")
-        root[S.QUALITY] = (dims, quality, S.flag_attrs(QUALITY_FLAGS, "reliability flags (bits)")
-                           | {"flag_masks": list(QUALITY_FLAGS)})
-        for name in (S.G2, S.G2_ERR, S.N_PIXELS, "pairs"):
-            root[name] = ring_g2[name]
-        root[S.INTENSITY] = (dims, prof[..., 0], {S.ATTR_LONG_NAME: "ring-averaged intensity at each position",
-                                                  S.ATTR_UNITS: "counts"})
-        root[S.INTENSITY_ERR] = (dims, prof[..., 1], {S.ATTR_LONG_NAME: "standard error of the ring mean (scatter)",
-                                                      S.ATTR_UNITS: "counts"})
+        root = ring_results(
+            fit, ring_g2,
+            xr.Variable(dims, prof[..., 0], {S.ATTR_LONG_NAME: "ring-averaged intensity at each position",
+                                             S.ATTR_UNITS: "counts"}),
+            xr.Variable(dims, prof[..., 1], {S.ATTR_LONG_NAME: "standard error of the ring mean (scatter)",
+                                             S.ATTR_UNITS: "counts"}),
+            frame_time=frame_time_s, n_frames=n_t, attrs={
+                S.ATTR_SERIES_MODE: MODE, S.ATTR_K_CALIBRATION: cal,
+                S.ATTR_BEAM_CENTRE: [float(centre[0]), float(centre[1])], "beam_centre_from": how,
+                "scan_step_nm": scan_step_nm, S.ATTR_PIXEL_SIZE: scan_step_nm, "input": os.path.abspath(input_path),
+                "dataset": dataset, "axes": ",".join(_parse_axes(axes)), S.ATTR_RUN_CONFIG: config.as_dict(),
+                S.ATTR_PROVENANCE: provenance()})
         root = root.assign_coords({d: (d, coords[d], S.coord_attrs(d, d)) for d in (S.Y, S.X)})
-        root.attrs = {
-            S.ATTR_SERIES_MODE: MODE, S.ATTR_FRAME_TIME: frame_time_s, "n_frames": n_t,
-            S.ATTR_K_CALIBRATION: cal, S.ATTR_BEAM_CENTRE: [float(centre[0]), float(centre[1])],
-            "beam_centre_from": how, "scan_step_nm": scan_step_nm, S.ATTR_PIXEL_SIZE: scan_step_nm,
-            "input": os.path.abspath(input_path), "dataset": dataset, "axes": ",".join(_parse_axes(axes)),
-            S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_PROVENANCE: provenance(),
-            **{k: v for k, v in fit.attrs.items() if k != S.ATTR_FRAME_TIME},
-            **{k: ring_g2.attrs[k] for k in ("estimator", "normalization", "points_per_octave", "max_lag_frames",
-                                              "n_bad_frames", "probe_block") if k in ring_g2.attrs},
-        }
-        cam_coords = {S.KY: (S.KY, (np.arange(nky) - centre[0]) * cal, S.coord_attrs(S.KY, "scattering vector, rows")),
-                      S.KX: (S.KX, (np.arange(nkx) - centre[1]) * cal,
-                             S.coord_attrs(S.KX, "scattering vector, columns"))}
-        cam = xr.Dataset({
-            "mean_pattern": ((S.KY, S.KX), mean.astype(np.float32), {S.ATTR_UNITS: "counts",
-                                                                     S.ATTR_LONG_NAME: "mean counts per frame"}),
-            "ring": ((S.KY, S.KX), rings.labels, {S.ATTR_LONG_NAME: "q ring of each pixel (-1: not used)"}),
-            "usable": ((S.KY, S.KX), usable, {S.ATTR_LONG_NAME: "pixel used (mask, not dark, outside the beam stop)"}),
-        }, coords=cam_coords)
-        tree = xr.DataTree.from_dict({"/": checksummed(root), f"/{CAMERA_GROUP}": checksummed(cam)})
-        with atomic(output, overwrite=overwrite) as partial:
-            tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
+        write_mode_results(output, root, camera_variables(mean, usable, labels),
+                           camera_coords((nky, nkx), centre, cal), overwrite=overwrite)
     return output
 
 

@@ -27,32 +27,25 @@ MAX_SHARD_MB = 65536
 
 def check_gain(value, name: str = "--counts-per-electron") -> float:
     """A camera gain (counts per detected electron) as a positive finite float, or a ParameterError."""
-    import math
+    from .config import _finite
 
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ParameterError(f"{name} must be a positive number of camera counts per electron, got {value!r}")
-    return float(value)
-
-
-#: reciprocal length units of a diffraction camera's calibration, in nm^-1
-RECIPROCAL_UNITS = {"1/nm": 1.0, "nm^-1": 1.0, "nm-1": 1.0, "1/a": 10.0, "1/å": 10.0, "a^-1": 10.0, "å^-1": 10.0,
-                    "1/angstrom": 10.0, "1/um": 1e-3, "1/µm": 1e-3, "1/pm": 1e3}
+    return _finite(value, f"{name} (camera counts per electron)", positive=True)
 
 
 def file_k_calibration(extra: dict) -> float | None:
     """nm^-1 per pixel from a file whose pixel size is in reciprocal length (a diffraction pattern): the readers keep
     such a calibration raw, as ``"<value> <unit>"`` under a ``*pixel_size*raw`` key; None if there is none."""
+    from ..readers.base import reciprocal_to_per_nm
+
     for key, raw in (extra or {}).items():
-        if "pixel_size" not in key or not key.endswith("raw") or not isinstance(raw, str):
-            continue
-        value, _, unit = raw.partition(" ")
-        factor = RECIPROCAL_UNITS.get(unit.strip().lower().replace(" ", ""))
-        try:
-            k = float(value) * factor if factor else None
-        except ValueError:
-            continue
-        if k is not None and 0 < k < float("inf"):
-            return k
+        if "pixel_size" in key and key.endswith("raw") and isinstance(raw, str):
+            value, _, unit = raw.partition(" ")
+            try:
+                k = reciprocal_to_per_nm(float(value), unit)
+            except ValueError:
+                continue
+            if k is not None and 0 < k < float("inf"):
+                return k
     return None
 
 
@@ -83,9 +76,9 @@ def resolve_metadata(source: FrameSource, *, frame_time_s: float | None = None, 
         if pixel_size_nm is not None:
             raise ParameterError("--pixel-size (image series) and --k-calibration (diffraction series) exclude "
                                  "each other: give the one that describes the camera")
-        if isinstance(k_calibration, bool) or not isinstance(k_calibration, (int, float)) or not (
-                0 < k_calibration < float("inf")):
-            raise ParameterError(f"--k-calibration must be a positive number of nm^-1 per pixel, got {k_calibration!r}")
+        from .config import _finite
+
+        k_calibration = _finite(k_calibration, "--k-calibration (nm^-1 per pixel)", positive=True)
         px = None
     elif px is None:
         raise MetadataError(f"{source.label}: the file does not record the pixel size; give it with --pixel-size NM")

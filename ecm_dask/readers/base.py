@@ -39,6 +39,22 @@ def length_to_nm(value: float, unit: str | None) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
+def reciprocal_to_per_nm(value: float, unit: str | None) -> float | None:
+    """Convert a reciprocal length (``1/nm``, ``1/Å``, ``nm^-1``, ``A-1``...) from a file to nm^-1; None if the
+    unit is not one (the lengths of :data:`LENGTH_UNITS_NM` under ``1/`` or with ``^-1`` / ``-1``)."""
+    if unit is None or value is None:
+        return None
+    key = str(unit).strip().replace(" ", "")
+    if key.startswith("1/"):
+        length = key[2:]
+    elif key.endswith("^-1") or key.endswith("-1"):
+        length = key[:-3] if key.endswith("^-1") else key[:-2]
+    else:
+        return None
+    nm = length_to_nm(1.0, length)
+    return None if nm is None else float(value) / nm
+
+
 def time_to_s(value: float, unit: str | None) -> float | None:
     """Convert a time with a unit string from a file to seconds; None if the unit is unknown or absent."""
     if unit is None or value is None:

@@ -276,50 +276,37 @@ def run(ctx, series, output, reference_roi, roi_units, no_drift, max_shift, meth
         check_host(host, tls=tls, insecure=insecure_host, log=lambda line: None)
         check_host(dashboard_host, insecure=insecure_host, what="--dashboard-host", log=lambda line: None)
     _check_mode_options(ctx, mode)
-    if mode == "scan":
+    if mode in ("diffraction", "scan"):
         from click.core import ParameterSource
 
-        from .pipeline.diffraction import DiffractionConfig
+        from .pipeline import diffraction as D
+        from .pipeline import scan as SC
         from .pipeline.run import default_report_dir
-        from .pipeline.scan import run_scan, scan_summary, write_scan_report
 
-        for name, value in (("--frame-time", frame_time), ("--scan-step", scan_step),
-                            ("--k-calibration", k_calibration)):
-            if value is None:
-                raise click.UsageError(f"--mode scan needs {name}")
-        config = DiffractionConfig.build(
+        if mode == "scan":
+            for name, value in (("--frame-time", frame_time), ("--scan-step", scan_step),
+                                ("--k-calibration", k_calibration)):
+                if value is None:
+                    raise click.UsageError(f"--mode scan needs {name}")
+        given = ctx.get_parameter_source("sectors") != ParameterSource.DEFAULT
+        config = D.DiffractionConfig.build(
             series, g2_options={"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
                                 "normalization": normalization, "bad_frames": bad_frames},
             k_calibration=k_calibration, beam_centre=beam_centre, q_bins=q_bins, mask=mask_file,
-            beam_stop_q=beam_stop_q,
-            n_sectors=sectors if ctx.get_parameter_source("sectors") != ParameterSource.DEFAULT else 0)
+            beam_stop_q=beam_stop_q, n_sectors=sectors if mode == "diffraction" or given else 0)
         with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
                       insecure_host, dashboard_host):
-            path = run_scan(series, output, config, frame_time_s=frame_time, scan_step_nm=scan_step,
-                            dataset=dataset, axes=axes, overwrite=overwrite, progress=not quiet)
+            if mode == "scan":
+                path = SC.run_scan(series, output, config, frame_time_s=frame_time, scan_step_nm=scan_step,
+                                   dataset=dataset, axes=axes, overwrite=overwrite, progress=not quiet)
+            else:
+                path = D.run_diffraction(series, output, config, overwrite=overwrite, progress=not quiet)
+        write, summary, holds = ((SC.write_scan_report, SC.scan_summary, "tau, beta, I on (y, x, q)") if mode == "scan"
+                                 else (D.write_diffraction_report, D.ring_summary, "tau, beta, I(q), g2 on q"))
         if not no_report:
-            click.echo(f"report: {write_scan_report(path, report_dir or default_report_dir(path))}", err=True)
-        click.echo(scan_summary(path))
-        click.echo(f"wrote {path}  (xr.open_datatree(..., engine='zarr'): tau, beta, I on (y, x, q); /camera)")
-        return
-    if mode == "diffraction":
-        from .pipeline.diffraction import DiffractionConfig, run_diffraction, write_diffraction_report
-        from .pipeline.run import default_report_dir
-
-        config = DiffractionConfig.build(
-            series, g2_options={"method": method, "points_per_octave": points_per_octave, "max_lag": max_lag,
-                                "normalization": normalization, "bad_frames": bad_frames},
-            k_calibration=k_calibration, beam_centre=beam_centre, q_bins=q_bins, mask=mask_file,
-            beam_stop_q=beam_stop_q, n_sectors=sectors)
-        with _connect(cluster, workers, threads, memory_limit, profile, profiles_file, local_directory, tls, host,
-                      insecure_host, dashboard_host):
-            path = run_diffraction(series, output, config, overwrite=overwrite, progress=not quiet)
-        if not no_report:
-            click.echo(f"report: {write_diffraction_report(path, report_dir or default_report_dir(path))}", err=True)
-        from .pipeline.diffraction import ring_summary
-
-        click.echo(ring_summary(path))
-        click.echo(f"wrote {path}  (xr.open_datatree(..., engine='zarr'): tau, beta, I(q), g2 on q; /camera)")
+            click.echo(f"report: {write(path, report_dir or default_report_dir(path))}", err=True)
+        click.echo(summary(path))
+        click.echo(f"wrote {path}  (xr.open_datatree(..., engine='zarr'): {holds}; /camera)")
         return
     from .pipeline.run import check_run, default_report_dir, run_pipeline
 

@@ -183,9 +183,21 @@ def _copyable(store: Path) -> bool:
     return meta.get("node_type") == "group" and (meta.get("attributes") or {}).get(ATTR_INTEGRITY) == INTEGRITY
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows it (stores replace files, never rewrite them in place, so the
+    checkpoint and the result can share them), else a copy."""
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def copy_group(src: Path, dst: Path) -> None:
-    """Copy the Zarr group ``src`` (its arrays, one level) to ``dst`` byte for byte; its own metadata loses the
-    consolidated copy (the target store consolidates everything) and the checkpoint's write key."""
+    """Copy the Zarr group ``src`` (its arrays, one level) to ``dst`` byte for byte (hard links where possible);
+    its own metadata loses the consolidated copy (the target store consolidates everything) and the checkpoint's
+    write key."""
     import json
     import shutil
 
@@ -195,7 +207,7 @@ def copy_group(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=False)
     for child in sorted(src.iterdir()):
         if child.is_dir() and (child / "zarr.json").is_file():
-            shutil.copytree(child, dst / child.name, copy_function=shutil.copyfile)
+            shutil.copytree(child, dst / child.name, copy_function=_link_or_copy)
     (dst / "zarr.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -231,9 +231,11 @@ def _write_block(store: str, region: dict, names: list[str], *blocks) -> int:
     """Write one block of every variable into its own chunks (runs on a worker)."""
     import zarr
 
+    from .direct import local_store
+
     span = ", ".join(f"{d} {s.start}:{s.stop}" for d, s in region.items())
     with writing(f"the pixel block {span} of {store}"), quiet():
-        group = zarr.open_group(store, mode="r+")
+        group = zarr.open_group(local_store(store), mode="r+")
         for name, data in zip(names, blocks):
             arr = group[name].with_config({"write_empty_chunks": True})
             dims = arr.metadata.dimension_names or ()

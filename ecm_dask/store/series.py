@@ -170,12 +170,13 @@ class ShardWriter:
         import zarr
 
         from .blocks import mark
+        from .direct import local_store
 
         start, stop = self.layout.shard_frames(index)
         if data.shape != (stop - start, *self.layout.shape[1:]):
             raise ValueError(f"shard {index} needs shape {(stop - start, *self.layout.shape[1:])}, got {data.shape}")
         try:
-            arr = zarr.open_array(os.path.join(self.path, S.INTENSITY), mode="r+",
+            arr = zarr.open_array(store=local_store(os.path.join(self.path, S.INTENSITY)), mode="r+",
                                   config={"write_empty_chunks": True})  # every shard file exists: completeness
             arr[start:stop] = data
         except OSError as exc:

@@ -710,3 +710,28 @@ def test_list_of_non_tiffs(tmp_path):
     with pytest.raises(InputError) as e:
         open_source([a, b])
     assert_input_error(e, "a.npy", "TIFF")
+
+
+def test_read_into_out_equals_read(tmp_path):
+    """FrameSource.read(..., out=): raw formats read straight into the caller's buffer, others are copied into it;
+    the frames equal a plain read (native and big-endian files), and a wrong buffer is refused."""
+    import tifffile
+
+    from ecm_dask.readers import open_source
+
+    frames = np.random.default_rng(5).integers(0, 4000, (9, 12, 10)).astype(np.uint16)
+    np.save(tmp_path / "le.npy", frames)
+    np.save(tmp_path / "be.npy", frames.astype(">u2"))
+    tifffile.imwrite(tmp_path / "stack.tif", frames)
+    (tmp_path / "folder").mkdir()
+    for i, f in enumerate(frames):
+        tifffile.imwrite(tmp_path / "folder" / f"f{i:02d}.tif", f)
+    for name in ("le.npy", "be.npy", "stack.tif", "folder"):
+        src = open_source(tmp_path / name)
+        buf = np.full((4, 12, 10), 65535, src.dtype)
+        got = src.read(3, 7, out=buf)
+        assert got is buf, name
+        np.testing.assert_array_equal(buf, frames[3:7], err_msg=name)
+        np.testing.assert_array_equal(src.read(3, 7), frames[3:7], err_msg=name)
+        with pytest.raises(ValueError, match="out must have shape"):
+            src.read(3, 7, out=np.empty((3, 12, 10), src.dtype))

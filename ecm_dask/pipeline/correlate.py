@@ -32,6 +32,7 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
     Path of the written store; ``xr.open_zarr(path)`` gives the dataset.
     """
     from ..ops import correlate
+    from ..store.region import release_everywhere
     from ..store.series import open_series
 
     ds = open_series(series_path)
@@ -41,18 +42,6 @@ def run_g2(series_path: str | os.PathLike, output: str | os.PathLike, *, shifts=
         return write_blocks(res, output, key=resume_key, overwrite=overwrite, progress=progress,
                             label=f"g2 of {ds.intensity.shape} -> {output}")
     finally:
-        _release_buffers()
+        release_everywhere()
 
 
-def _release_buffers() -> None:
-    """Drop the region buffers the g2 tasks reused (this process's threads, and a cluster's workers)."""
-    from ..compute import active_client
-    from ..store.region import release_scratch
-
-    release_scratch()
-    client = active_client()
-    if client is not None:
-        try:
-            client.run(release_scratch)
-        except Exception:  # noqa: BLE001 - a worker gone or busy keeps its buffer: memory, not correctness
-            pass

@@ -108,8 +108,11 @@ class FrameSource(ABC):
             return self.paths[0]
         return f"{os.path.dirname(self.paths[0]) or '.'} ({len(self.paths)} files)"
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Return frames ``[start, stop)`` as an array of shape ``(stop - start, ny, nx)`` and :attr:`dtype`.
+
+        ``out``: an array of that shape and dtype to fill (and return) instead of a new one; a source that can
+        read straight into it does (raw formats: no second copy, no fresh pages when the caller reuses it).
 
         Raises
         ------
@@ -118,18 +121,31 @@ class FrameSource(ABC):
         """
         if not 0 <= start <= stop <= self.n_frames:
             raise IndexError(f"frame range [{start}, {stop}) outside 0..{self.n_frames} of {self.label}")
+        expected = (stop - start, *self.frame_shape)
+        if out is not None and (out.shape != expected or out.dtype != self.dtype):
+            raise ValueError(f"out must have shape {expected} and dtype {self.dtype}, got {out.shape} {out.dtype}")
         try:
-            out = self._read(start, stop)
+            got = self._read_into(start, stop, out) if out is not None else None
+            if got is None:
+                got = self._read(start, stop)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - every low-level failure becomes one clear message
             raise InputError(f"{self.label}: cannot read frames {start}..{stop - 1}: {type(exc).__name__}: {exc}") from exc
-        out = np.asarray(out)
-        expected = (stop - start, *self.frame_shape)
-        if out.shape != expected:
-            raise InputError(f"{self.label}: frames {start}..{stop - 1} have shape {out.shape[1:]}, "
+        got = np.asarray(got)
+        if got.shape != expected:
+            raise InputError(f"{self.label}: frames {start}..{stop - 1} have shape {got.shape[1:]}, "
                              f"expected {self.frame_shape} (truncated or inconsistent file?)")
-        return out.astype(self.dtype, copy=False)
+        if out is None:
+            return got.astype(self.dtype, copy=False)
+        if got is not out:
+            out[...] = got
+        return out
+
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
+        """Read frames ``[start, stop)`` into ``out`` and return it, or None if this source cannot (then
+        :meth:`_read` is used and copied)."""
+        return None
 
     @abstractmethod
     def _read(self, start: int, stop: int) -> np.ndarray:

@@ -84,5 +84,10 @@ class MrcSource(FrameSource):
             extra["mrc_non_square_pixels"] = True
         self.metadata = SourceMetadata(pixel_size_nm=pixel, extra=extra)
 
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
+        if out.dtype != self._file_dtype.newbyteorder("="):
+            return None
+        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+
     def _read(self, start: int, stop: int) -> np.ndarray:
         return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop)

@@ -61,6 +61,11 @@ class NpySource(FrameSource):
         self.metadata = SourceMetadata(extra={"npy_version": f"{version[0]}.{version[1]}",
                                               "npy_fortran_order": fortran})
 
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
+        if self._fortran or out.dtype != self._file_dtype.newbyteorder("="):
+            return None
+        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]
         if not self._fortran:

@@ -175,6 +175,11 @@ class TiffStackSource(FrameSource):
         self.metadata = SourceMetadata(frame_time_s=frame_time, pixel_size_nm=pixel, instrument=instrument,
                                        extra=extra)
 
+    def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
+        if self._mode != "contiguous" or out.dtype != self._file_dtype.newbyteorder("="):
+            return None
+        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]
         n = stop - start

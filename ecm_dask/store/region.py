@@ -64,6 +64,19 @@ def release_scratch() -> int:
     return n
 
 
+def release_everywhere() -> None:
+    """:func:`release_scratch` in this process and on the workers of an active cluster (after a stage)."""
+    from ..compute import active_client
+
+    release_scratch()
+    client = active_client()
+    if client is not None:
+        try:
+            client.run(release_scratch)
+        except Exception:  # noqa: BLE001 - a worker gone or busy keeps its buffer: memory, not correctness
+            pass
+
+
 def read_region(path: str | os.PathLike, reads: Iterable[Read], shape: tuple[int, int, int],
                 origin: tuple[int, int] | tuple[int, int, int], *, dtype=None, fill=None, out: np.ndarray | None = None,
                 name: str = S.INTENSITY) -> np.ndarray:

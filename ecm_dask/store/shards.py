@@ -39,6 +39,40 @@ def _little(c) -> bool:
     return _codec(c, "bytes") and (c.get("configuration") or {}).get("endian", "little") == "little"
 
 
+def _known_layout(path: str | os.PathLike):
+    """``(shape, dtype, shard, inner, blosc configuration, fill value)`` of the array at ``path`` if its metadata say
+    exactly the layout of the module docstring, else None."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text())
+        dtype = np.dtype(meta["data_type"])
+        grid = meta["chunk_grid"]
+        keys = meta.get("chunk_key_encoding") or {}
+        codecs = meta["codecs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if (meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or dtype.kind not in "iuf"
+            or not _codec(grid, "regular") or keys.get("name") != "default"
+            or (keys.get("configuration") or {}).get("separator", "/") != "/"
+            or len(codecs) != 1 or not _codec(codecs[0], "sharding_indexed")):
+        return None
+    cfg = codecs[0].get("configuration") or {}
+    inner_codecs, index_codecs = cfg.get("codecs") or [], cfg.get("index_codecs") or []
+    if (cfg.get("index_location", "end") != "end" or len(inner_codecs) != 3 or not _little(inner_codecs[0])
+            or not _codec(inner_codecs[1], "blosc") or not _codec(inner_codecs[2], "crc32c")
+            or len(index_codecs) != 2 or not _little(index_codecs[0]) or not _codec(index_codecs[1], "crc32c")):
+        return None
+    try:
+        shape = tuple(int(v) for v in meta["shape"])
+        shard = tuple(int(v) for v in grid["configuration"]["chunk_shape"])
+        inner = tuple(int(v) for v in cfg["chunk_shape"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (len(shape) == len(shard) == len(inner)) or any(s % i for s, i in zip(shard, inner)):
+        return None
+    return shape, dtype.newbyteorder("<"), shard, inner, inner_codecs[1].get("configuration") or {}, \
+        meta.get("fill_value", 0)
+
+
 class ShardReader:
     """Reads selections of one sharded array (see the module docstring).  Cheap to create; not shared between
     threads (each call opens its own files)."""
@@ -56,31 +90,8 @@ class ShardReader:
         the one this reader knows (or the platform has no ``os.pread``)."""
         if not hasattr(os, "pread"):
             return None
-        try:
-            meta = json.loads((Path(path) / "zarr.json").read_text())
-            dtype = np.dtype(meta["data_type"])
-            grid = meta["chunk_grid"]
-            keys = meta.get("chunk_key_encoding") or {}
-            codecs = meta["codecs"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if (meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or dtype.kind not in "iuf"
-                or not _codec(grid, "regular") or keys.get("name") != "default"
-                or (keys.get("configuration") or {}).get("separator", "/") != "/"
-                or len(codecs) != 1 or not _codec(codecs[0], "sharding_indexed")):
-            return None
-        cfg = codecs[0].get("configuration") or {}
-        inner_codecs, index_codecs = cfg.get("codecs") or [], cfg.get("index_codecs") or []
-        if (cfg.get("index_location", "end") != "end" or len(inner_codecs) != 3 or not _little(inner_codecs[0])
-                or not _codec(inner_codecs[1], "blosc") or not _codec(inner_codecs[2], "crc32c")
-                or len(index_codecs) != 2 or not _little(index_codecs[0]) or not _codec(index_codecs[1], "crc32c")):
-            return None
-        shape = tuple(int(v) for v in meta["shape"])
-        shard = tuple(int(v) for v in grid["configuration"]["chunk_shape"])
-        inner = tuple(int(v) for v in cfg["chunk_shape"])
-        if not (len(shape) == len(shard) == len(inner)) or any(s % i for s, i in zip(shard, inner)):
-            return None
-        return cls(path, shape, dtype.newbyteorder("<"), shard, inner)
+        known = _known_layout(path)
+        return None if known is None else cls(path, *known[:4])
 
     def read(self, sel: tuple[slice, ...], out: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
         """Fill ``out`` (the selection's shape, this array's dtype) with ``self[sel]``; ``sel`` are slices with
@@ -148,3 +159,102 @@ class ShardReader:
             dst = tuple(slice(max(a[d], c0[d]) - lo[d], min(b[d], c0[d] + self.inner[d]) - lo[d])
                         for d in range(len(lo)))
             out[dst] = chunk[src]
+
+
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def _fill(value, dtype: np.dtype):
+    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        value = float(value.replace("Infinity", "inf"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return np.array(value).astype(dtype)
+    except (ValueError, OverflowError):
+        return None
+
+
+class ShardEncoder:
+    """Writes whole shards of the layout of the module docstring as zarr does: every inner chunk (edge chunks padded
+    with the fill value) Blosc-compressed with the array's settings and followed by its crc32c, the index of
+    offsets and sizes at the end followed by its crc32c - the same bytes per chunk and index format as zarr; the
+    chunks are placed in C order (zarr 3.4 places them in Morton order; readers go by the index) - through
+    :func:`ecm_dask.store.direct.write_file`.
+
+    zarr's asynchronous codec pipeline costs ~3x the compression itself for a 64 MiB shard of 140 inner chunks
+    (0.26 s against 0.08 s on one core of the README's machine); this encoder compresses each inner chunk from a
+    reused buffer.  :meth:`open` gives None for any other layout (the caller then writes through zarr)."""
+
+    def __init__(self, path, shape, dtype, shard, inner, blosc_config, fill):
+        from numcodecs import Blosc
+
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.shard, self.inner = tuple(shard), tuple(inner)
+        self.per_shard = tuple(s // i for s, i in zip(self.shard, self.inner))
+        self.fill = fill
+        cfg = blosc_config
+        self.codec = Blosc(cname=cfg["cname"], clevel=int(cfg["clevel"]), shuffle=_SHUFFLE[cfg["shuffle"]],
+                           blocksize=int(cfg.get("blocksize", 0)), typesize=int(cfg["typesize"]))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ShardEncoder | None:
+        known = _known_layout(path)
+        if known is None:
+            return None
+        shape, dtype, shard, inner, cfg, fill = known
+        fill = _fill(fill, dtype)
+        if (fill is None or cfg.get("cname") not in ("lz4", "lz4hc", "zstd", "zlib", "blosclz")
+                or cfg.get("shuffle") not in _SHUFFLE or cfg.get("typesize") != dtype.itemsize):
+            return None
+        try:
+            return cls(path, shape, dtype, shard, inner, cfg, fill)
+        except (KeyError, TypeError, ValueError, ImportError):
+            return None
+
+    def write(self, key: tuple[int, ...], data: np.ndarray) -> int:
+        """Write shard ``key`` (its grid index) from ``data``: the part of the array inside that shard.  Returns
+        the bytes written."""
+        import google_crc32c
+
+        from .direct import write_file
+        from .region import scratch
+
+        origin = [k * s for k, s in zip(key, self.shard)]
+        expect = tuple(min(s, n - o) for s, n, o in zip(self.shard, self.shape, origin))
+        if len(key) != len(self.shape) or any(o >= n or o < 0 for o, n in zip(origin, self.shape)) \
+                or data.shape != expect:
+            raise ValueError(f"shard {key} of {self.path} needs data of shape {expect}, got {data.shape}")
+        data = np.asarray(data, dtype=self.dtype)
+        chunk = scratch(self.inner, self.dtype, "encode-chunk")
+        raw = chunk.reshape(-1).view(np.uint8)
+        index = np.empty((*self.per_shard, 2), "<u8")
+        pieces, offset = [], 0
+        for ci in np.ndindex(*self.per_shard):
+            lo = [c * i for c, i in zip(ci, self.inner)]
+            hi = [min(a + i, e) for a, i, e in zip(lo, self.inner, expect)]
+            part = tuple(slice(a, b) for a, b in zip(lo, hi))
+            if any(b < a + i for a, b, i in zip(lo, hi, self.inner)):
+                chunk[...] = self.fill
+                if all(b > a for a, b in zip(lo, hi)):
+                    chunk[tuple(slice(0, b - a) for a, b in zip(lo, hi))] = data[part]
+            else:
+                chunk[...] = data[part]
+            body = self.codec.encode(raw)
+            crc = google_crc32c.value(body).to_bytes(4, "little")
+            pieces += (body, crc)
+            index[ci] = (offset, len(body) + 4)
+            offset += len(body) + 4
+        index_bytes = index.tobytes()
+        total = offset + len(index_bytes) + 4
+        out = scratch((total + (total >> 3),), np.uint8, "encode-shard")  # room for the next shard to be larger
+        pos = 0
+        for p in pieces:
+            out[pos:pos + len(p)] = np.frombuffer(p, np.uint8)
+            pos += len(p)
+        out[pos:pos + len(index_bytes)] = np.frombuffer(index_bytes, np.uint8)
+        out[pos + len(index_bytes):total] = np.frombuffer(
+            google_crc32c.value(index_bytes).to_bytes(4, "little"), np.uint8)
+        fn = self.path / "c" / "/".join(str(k) for k in key)
+        return write_file(fn, out[:total])
+

@@ -42,8 +42,11 @@ def provenance(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _write_one(source: FrameSource, writer: SS.ShardWriter, index: int) -> int:
+    from .region import scratch
+
     start, stop = writer.layout.shard_frames(index)
-    return writer(index, source.read(start, stop))
+    frames = scratch((stop - start, *source.frame_shape), source.dtype, "ingest")  # reused by this thread's shards
+    return writer(index, source.read(start, stop, out=frames))
 
 
 def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str, Any], *, overwrite: bool = False,
@@ -108,6 +111,9 @@ def write_series(source: FrameSource, output: str | os.PathLike, attrs: dict[str
     run(tasks, progress=progress,
         label=f"ingest {source.label} -> {output}: {source.shape} {source.dtype}, {len(todo)} shard(s) "
               f"of {layout.shard[0]} frames, chunks {layout.chunk}")
+    from .region import release_everywhere
+
+    release_everywhere()  # the shard buffers of every thread (and worker)
     with B.quiet():
         for name, group in (extra_groups or {}).items():
             SS.write_group(partial, name, group)

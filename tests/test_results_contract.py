@@ -141,3 +141,32 @@ def test_large_maps_are_thinned_to_a_regular_sub_grid_for_the_intervals(tree, mo
     sub = root[S.STATUS].values[::2, ::2] == S.STATUS_OK
     region = regions[S.REGION].values[::2, ::2]
     assert int(dist["n"].sel(region="bulk")) == int((sub & (region == S.REGION_BULK)).sum())
+
+
+def test_checkpoint_groups_are_copied_exactly_and_the_checkpoints_stay_untouched(blocked_reference, tmp_path):
+    """assemble_results links the checkpoints' chunk files into /fit, /regions, /artefacts, /drift and /g2: the groups
+    equal the checkpoints (values and attributes, units added), and the checkpoints' own metadata is not changed."""
+    from ecm_dask.pipeline.results import assemble_results
+    from ecm_dask.pipeline.run import stage_dir
+
+    work = stage_dir(blocked_reference)
+    before = {p: p.read_bytes() for p in work.rglob("zarr.json")}
+    out = assemble_results(tmp_path / "again.zarr", work / "maps.zarr", work / "g2.zarr", work / "drift.zarr",
+                           screen=work / "screen.zarr")
+    tree = xr.open_datatree(out, engine="zarr")
+    sources = {"fit": (work / "maps.zarr", None), "g2": (work / "g2.zarr", None), "drift": (work / "drift.zarr", None),
+               "regions": (work / "screen.zarr", "regions"), "artefacts": (work / "screen.zarr", "artefacts")}
+    for name, (store, group) in sources.items():
+        ckpt = xr.open_zarr(store, group=group)
+        got = tree[name].to_dataset()
+        for v in ckpt.variables:
+            np.testing.assert_array_equal(got[v].values, ckpt[v].values, err_msg=f"{name}/{v}")
+            want = dict(ckpt[v].attrs)
+            if v in S.UNITS:
+                want[S.ATTR_UNITS] = S.UNITS[v]
+            assert dict(got[v].attrs) == want, (name, v)
+        chunk = next(p for p in (out / name).rglob("*") if p.is_file() and "/c/" in str(p))
+        twin = (store / (group or "") / chunk.relative_to(out / name))
+        assert chunk.read_bytes() == twin.read_bytes()
+    assert {p: p.read_bytes() for p in work.rglob("zarr.json")} == before
+    S.validate_results(tree)

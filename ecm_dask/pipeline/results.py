@@ -159,9 +159,13 @@ def assemble_results(output: str | os.PathLike, maps: str | os.PathLike, g2: str
     if drift is not None:
         groups[f"/{S.DRIFT_GROUP}"] = open_checked(drift)
     S.validate_results(xr.DataTree.from_dict(groups))
-    # the g2 curves (most of the bytes) are copied file by file from their checkpoint: already compressed and
-    # checksummed, they are not decoded and encoded again
-    copied = {f"/{S.G2_GROUP}": Path(g2)} if _copyable(Path(g2)) else {}
+    # the checkpoints' groups (the g2 curves are most of the bytes) are copied file by file, hard-linked where
+    # possible: already compressed and checksummed, they are not decoded and encoded again
+    sources = {f"/{S.G2_GROUP}": Path(g2), f"/{S.FIT_GROUP}": Path(maps),
+               f"/{S.ARTEFACTS_GROUP}": Path(screen) / S.ARTEFACTS_GROUP, f"/{S.REGIONS_GROUP}": Path(screen) / S.REGIONS_GROUP}
+    if drift is not None:
+        sources[f"/{S.DRIFT_GROUP}"] = Path(drift)
+    copied = {k: src for k, src in sources.items() if _copyable(src)}
     tree = xr.DataTree.from_dict({k: checksummed(v) for k, v in groups.items() if k not in copied})
     with atomic(output, overwrite=overwrite) as partial:  # metadata consolidated at the commit, after the copies
         tree.to_zarr(partial, mode="w", zarr_format=3, consolidated=False, write_empty_chunks=True)
@@ -195,11 +199,21 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def copy_group(src: Path, dst: Path) -> None:
-    """Copy the Zarr group ``src`` (its arrays, one level) to ``dst`` byte for byte (hard links where possible);
-    its own metadata loses the consolidated copy (the target store consolidates everything) and the checkpoint's
-    write key."""
+    """Copy the Zarr group ``src`` (its arrays) to ``dst``: chunk files byte for byte (hard links where possible),
+    metadata rewritten - the group's loses the consolidated copy (the target store consolidates everything) and the
+    checkpoint's write key; every array named in :data:`ecm_dask.schema.UNITS` gets its units (as
+    :func:`ecm_dask.schema.with_units` gives them to a dataset)."""
     import json
     import shutil
+
+    def copy(a: str, b: str) -> None:
+        if os.path.basename(a) != "zarr.json":
+            return _link_or_copy(a, b)
+        meta = json.loads(Path(a).read_text())  # a new file: the checkpoint's metadata stays as it is
+        name = os.path.basename(os.path.dirname(b))
+        if meta.get("node_type") == "array" and name in S.UNITS:
+            meta.setdefault("attributes", {})[S.ATTR_UNITS] = S.UNITS[name]
+        Path(b).write_text(json.dumps(meta, indent=2))
 
     meta = json.loads((src / "zarr.json").read_text())
     meta.pop("consolidated_metadata", None)
@@ -207,7 +221,7 @@ def copy_group(src: Path, dst: Path) -> None:
     dst.mkdir(parents=True, exist_ok=False)
     for child in sorted(src.iterdir()):
         if child.is_dir() and (child / "zarr.json").is_file():
-            shutil.copytree(child, dst / child.name, copy_function=_link_or_copy)
+            shutil.copytree(child, dst / child.name, copy_function=copy)
     (dst / "zarr.json").write_text(json.dumps(meta, indent=2))
 
 

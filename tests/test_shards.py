@@ -151,3 +151,36 @@ def test_encoder_refuses_other_layouts(tmp_path):
     zarr.create_array(store=str(tmp_path / "plain"), shape=(10, 8, 8), chunks=(10, 8, 8), dtype=np.uint16)
     assert ShardEncoder.open(tmp_path / "plain") is None
     assert ShardEncoder.open(tmp_path / "absent") is None
+
+
+def test_neighbouring_chunks_are_read_in_one_request():
+    from ecm_dask.store.shards import SPAN_GAP, SPAN_MAX, _spans
+
+    # out of order, adjacent, a small gap, a large gap, and a span that would grow past SPAN_MAX
+    wanted = [(300, 100, "c"), (0, 100, "a"), (100, 100, "b"), (400 + SPAN_GAP + 1, 50, "far"),
+              (10**9, SPAN_MAX - 10, "big"), (10**9 + SPAN_MAX - 10, 20, "next")]
+    spans = _spans(wanted)
+    assert [(o, n, [k for *_, k in m]) for o, n, m in spans] == [
+        (0, 400, ["a", "b", "c"]), (400 + SPAN_GAP + 1, 50, ["far"]), (10**9, SPAN_MAX - 10, ["big"]),
+        (10**9 + SPAN_MAX - 10, 20, ["next"])]
+
+
+def test_a_block_read_issues_one_request_for_nearby_chunks(tmp_path, monkeypatch):
+    """A 2 x 3-chunk selection of a shard written in C order (rows of chunks a few KiB apart) is read with one pread
+    (plus the index), not 6."""
+    from ecm_dask.store.integrity import codecs
+    from ecm_dask.store.series import compressor
+    from ecm_dask.store.shards import ShardEncoder
+
+    data = np.random.default_rng(0).integers(0, 500, (6, 64, 64)).astype(np.uint16)
+    zarr.create_array(store=str(tmp_path / "a"), shape=data.shape, chunks=(6, 8, 8), shards=(6, 64, 64),
+                      dtype=np.uint16, compressors=codecs(compressor()), config={"write_empty_chunks": True})
+    ShardEncoder.open(tmp_path / "a").write((0, 0, 0), data)
+    reader = ShardReader.open(tmp_path / "a")
+    calls = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: (calls.append(n), real(fd, n, off))[1])
+    sel = (slice(0, 6), slice(10, 24), slice(4, 20))  # chunk rows 1-2, chunk columns 0-2
+    out = np.empty((6, 14, 16), np.uint16)
+    np.testing.assert_array_equal(reader.read(sel, out), data[sel])
+    assert len(calls) == 1 + 1

@@ -73,6 +73,27 @@ def _known_layout(path: str | os.PathLike):
         meta.get("fill_value", 0)
 
 
+#: chunks whose stored bytes are at most this far apart are read in one request (the gap is read and dropped)
+SPAN_GAP = 256 << 10
+#: the longest single read
+SPAN_MAX = 32 << 20
+
+
+def _spans(wanted):
+    """Group ``(offset, nbytes, key)`` chunk entries into ``(span offset, span bytes, members)`` reads: entries sorted
+    by offset, neighbours merged while the gap between them is at most SPAN_GAP and the span at most SPAN_MAX."""
+    out = []
+    for off, nbytes, key in sorted(wanted, key=lambda e: e[0]):
+        if out:
+            s_off, s_len, members = out[-1]
+            end = s_off + s_len
+            if off >= s_off and off - end <= SPAN_GAP and max(end, off + nbytes) - s_off <= SPAN_MAX:
+                out[-1] = (s_off, max(end, off + nbytes) - s_off, members + [(off, nbytes, key)])
+                continue
+        out.append((off, nbytes, [(off, nbytes, key)]))
+    return out
+
+
 class ShardReader:
     """Reads selections of one sharded array (see the module docstring).  Cheap to create; not shared between
     threads (each call opens its own files)."""
@@ -137,28 +158,39 @@ class ShardReader:
         b = [min(hi[d], origin[d] + self.shard[d]) for d in range(len(lo))]
         cr = [range((a[d] - origin[d]) // self.inner[d], (b[d] - 1 - origin[d]) // self.inner[d] + 1)
               for d in range(len(lo))]
+        wanted = []
         for ck in np.ndindex(*(len(r) for r in cr)):
             ci = tuple(r[k] for r, k in zip(cr, ck))
             off, nbytes = (int(v) for v in index[ci])
             if off == _MISSING or nbytes < 5 or off + nbytes > size:
                 raise Unreadable("inner chunk missing or out of the file")
-            data = os.pread(fd, nbytes, off)
-            if len(data) != nbytes or crc.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
-                raise Unreadable("inner chunk checksum")
-            body = memoryview(data)[:-4]
-            # Blosc's 16-byte header holds the uncompressed size at bytes 4..8 (little endian)
-            if len(body) < 16 or int.from_bytes(body[4:8], "little") != self.chunk_bytes:
-                raise Unreadable("inner chunk size")
-            try:
-                blosc.decompress(body, buf)
-            except Exception as err:  # noqa: BLE001 - any decoder complaint: let zarr read it and name it
-                raise Unreadable(str(err)) from None
-            c0 = [origin[d] + ci[d] * self.inner[d] for d in range(len(lo))]
-            src = tuple(slice(max(a[d], c0[d]) - c0[d], min(b[d], c0[d] + self.inner[d]) - c0[d])
-                        for d in range(len(lo)))
-            dst = tuple(slice(max(a[d], c0[d]) - lo[d], min(b[d], c0[d] + self.inner[d]) - lo[d])
-                        for d in range(len(lo)))
-            out[dst] = chunk[src]
+            wanted.append((off, nbytes, ci))
+        for span_off, span, members in _spans(wanted):
+            data = os.pread(fd, span, span_off)  # one read for neighbouring chunks (fewer, larger I/O requests)
+            if len(data) != span:
+                raise Unreadable("shard shorter than its index says")
+            for off, nbytes, ci in members:
+                piece = data if len(members) == 1 else data[off - span_off:off - span_off + nbytes]
+                self._decode(piece, ci, origin, a, b, lo, out, chunk, buf, crc, blosc)
+
+    def _decode(self, data, ci, origin, a, b, lo, out, chunk, buf, crc, blosc):
+        """Check, decompress and place one inner chunk (its stored bytes ``data``)."""
+        if crc.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
+            raise Unreadable("inner chunk checksum")
+        body = memoryview(data)[:-4]
+        # Blosc's 16-byte header holds the uncompressed size at bytes 4..8 (little endian)
+        if len(body) < 16 or int.from_bytes(body[4:8], "little") != self.chunk_bytes:
+            raise Unreadable("inner chunk size")
+        try:
+            blosc.decompress(body, buf)
+        except Exception as err:  # noqa: BLE001 - any decoder complaint: let zarr read it and name it
+            raise Unreadable(str(err)) from None
+        c0 = [origin[d] + ci[d] * self.inner[d] for d in range(len(lo))]
+        src = tuple(slice(max(a[d], c0[d]) - c0[d], min(b[d], c0[d] + self.inner[d]) - c0[d])
+                    for d in range(len(lo)))
+        dst = tuple(slice(max(a[d], c0[d]) - lo[d], min(b[d], c0[d] + self.inner[d]) - lo[d])
+                    for d in range(len(lo)))
+        out[dst] = chunk[src]
 
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}

@@ -4,13 +4,16 @@ store carries) and throughput, for synthetic series of growing size, in fresh pr
     PYTHONPATH=. .venv/bin/python benchmarks/bench_stages.py [--sizes 1000x64x64 3000x96x128] [--cluster threads]
 
 Each size: the series is generated once (not timed), then ``ecm-dask run`` is timed end to end (process start,
-imports and writing results.zarr included); the stage columns are the pipeline's own measurements.
+imports and writing results.zarr included), best of ``--repeat`` runs from scratch after one untimed run; the stage
+columns are the pipeline's own measurements (of that run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ def main() -> None:
                     help="frames x ny x nx of the synthetic series")
     ap.add_argument("--cluster", default="threads")
     ap.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per size (the best is shown)")
     args = ap.parse_args()
 
     import xarray as xr
@@ -42,10 +46,17 @@ def main() -> None:
             out = work / f"r{size}.zarr"
             cmd = [sys.executable, "-m", "ecm_dask", "run", str(series), "-o", str(out), "--cluster", args.cluster,
                    "--quiet", "--no-report", "--overwrite"]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            wall = time.perf_counter() - t0
-            took = xr.open_zarr(out).attrs["stage_seconds"]
+            # as a user runs it: Python writes and reuses bytecode (a sandbox may set PYTHONDONTWRITEBYTECODE);
+            # one untimed run first (bytecode, numba's cache), then a timed run from scratch (no checkpoints)
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            walls = []
+            for _ in range(1 + args.repeat):
+                shutil.rmtree(out, ignore_errors=True)
+                shutil.rmtree(f"{out}.stages", ignore_errors=True)
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True, env=env)
+                walls.append((time.perf_counter() - t0, xr.open_zarr(out).attrs["stage_seconds"]))
+            wall, took = min(walls[1:], key=lambda w: w[0])
             parts = [took.get(k) or 0.0 for k in ("drift", "g2", "screen", "fit")]
             print(f"{size:>14} {wall:7.2f} " + " ".join(f"{p:6.2f}" for p in parts)
                   + f" {wall - sum(parts):6.2f} {nt * ny * nx / wall:12.3g}", flush=True)

@@ -229,19 +229,30 @@ def _block_grid(ds, dims) -> list[tuple[int, ...]]:
 
 def _write_block(store: str, region: dict, names: list[str], *blocks) -> int:
     """Write one block of every variable into its own chunks (runs on a worker)."""
-    import zarr
-
-    from .direct import local_store
+    from zarr.core.sync import sync
 
     span = ", ".join(f"{d} {s.start}:{s.stop}" for d, s in region.items())
     with writing(f"the pixel block {span} of {store}"), quiet():
-        group = zarr.open_group(local_store(store), mode="r+")
-        for name, data in zip(names, blocks):
-            arr = group[name].with_config({"write_empty_chunks": True})
-            dims = arr.metadata.dimension_names or ()
-            index = tuple(region.get(d, slice(None)) for d in dims)
-            arr[index] = np.asarray(data).astype(arr.dtype, copy=False)
+        sync(_write_all(store, region, names, blocks))  # every variable's chunks encoded and written concurrently
     return sum(int(np.asarray(b).nbytes) for b in blocks)
+
+
+async def _write_all(store: str, region: dict, names: list[str], blocks) -> None:
+    import asyncio
+
+    from zarr.api.asynchronous import open_group
+
+    from .direct import local_store
+
+    group = await open_group(store=local_store(store), mode="r+")
+
+    async def one(name, data):
+        arr = (await group.getitem(name)).with_config({"write_empty_chunks": True})
+        dims = arr.metadata.dimension_names or ()
+        index = tuple(region.get(d, slice(None)) for d in dims)
+        await arr.setitem(index, np.asarray(data).astype(arr.dtype, copy=False))
+
+    await asyncio.gather(*(one(n, d) for n, d in zip(names, blocks)))
 
 
 def _template_writer(ds, dims) -> Callable[[Path], None]:

@@ -735,3 +735,6 @@ def test_read_into_out_equals_read(tmp_path):
         np.testing.assert_array_equal(src.read(3, 7), frames[3:7], err_msg=name)
         with pytest.raises(ValueError, match="out must have shape"):
             src.read(3, 7, out=np.empty((3, 12, 10), src.dtype))
+        strided = np.zeros((4, 12, 20), src.dtype)[:, :, ::2]  # not contiguous: filled by a copy, not lost
+        assert src.read(3, 7, out=strided) is strided
+        np.testing.assert_array_equal(strided, frames[3:7], err_msg=name)

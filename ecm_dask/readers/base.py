@@ -125,7 +125,7 @@ class FrameSource(ABC):
         if out is not None and (out.shape != expected or out.dtype != self.dtype):
             raise ValueError(f"out must have shape {expected} and dtype {self.dtype}, got {out.shape} {out.dtype}")
         try:
-            got = self._read_into(start, stop, out) if out is not None else None
+            got = self._read_into(start, stop, out) if out is not None and out.flags.c_contiguous else None
             if got is None:
                 got = self._read(start, stop)
         except InputError:

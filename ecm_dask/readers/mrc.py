@@ -15,7 +15,7 @@ from ._common import (
     _check_series_shape,
     _native_dtype,
     _put,
-    _read_memmap_frames,
+    _read_raw_frames,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -87,7 +87,7 @@ class MrcSource(FrameSource):
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
         if out.dtype != self._file_dtype.newbyteorder("="):
             return None
-        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop)
+        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop)

@@ -13,7 +13,7 @@ from ._common import (
     _check_file_size,
     _check_series_shape,
     _native_dtype,
-    _read_memmap_frames,
+    _read_raw_frames,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -64,12 +64,12 @@ class NpySource(FrameSource):
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
         if self._fortran or out.dtype != self._file_dtype.newbyteorder("="):
             return None
-        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]
         if not self._fortran:
-            return _read_memmap_frames(path, self._file_dtype, self._offset, self.frame_shape, start, stop)
+            return _read_raw_frames(path, self._file_dtype, self._offset, self.frame_shape, start, stop)
         # Fortran order: frames are strided through the whole file; map it all, copy the slice, unmap
         mm = np.memmap(path, dtype=self._file_dtype, mode="r", offset=self._offset, shape=self.shape, order="F")
         out = np.array(mm[start:stop], dtype=self.dtype, order="C", copy=True)

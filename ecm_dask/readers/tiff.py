@@ -20,7 +20,7 @@ from ._common import (
     _native_dtype,
     _natural_key,
     _put,
-    _read_memmap_frames,
+    _read_raw_frames,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -178,7 +178,7 @@ class TiffStackSource(FrameSource):
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
         if self._mode != "contiguous" or out.dtype != self._file_dtype.newbyteorder("="):
             return None
-        return _read_memmap_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]
@@ -186,7 +186,7 @@ class TiffStackSource(FrameSource):
         if n == 0:
             return np.empty((0, *self.frame_shape), dtype=self.dtype)
         if self._mode == "contiguous":
-            return _read_memmap_frames(path, self._file_dtype, self._offset, self.frame_shape, start, stop)
+            return _read_raw_frames(path, self._file_dtype, self._offset, self.frame_shape, start, stop)
         import tifffile
 
         with _open_tiff(path) as tf:

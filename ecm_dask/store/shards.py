@@ -1,4 +1,5 @@
-"""A fast reader for the one array layout ecm_dask writes: sharded, Blosc-compressed inner chunks with crc32c.
+"""A fast reader and writer for the one array layout ecm_dask writes: sharded, Blosc-compressed inner chunks with
+crc32c (:class:`ShardReader`, :class:`ShardEncoder`; both check the array's metadata and leave anything else to zarr).
 
 zarr decodes a selection through its asynchronous codec pipeline, one byte-range request per inner chunk; for the
 g2 stage's reads (a pixel block over all frames: hundreds of small inner chunks from dozens of shard files) that

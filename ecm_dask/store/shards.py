@@ -195,6 +195,7 @@ class ShardReader:
 
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_BLOSC_OVERHEAD = 16  # BLOSC_MAX_OVERHEAD: a Blosc frame is at most this much larger than its input
 
 
 def _fill(value, dtype: np.dtype):
@@ -262,7 +263,12 @@ class ShardEncoder:
         chunk = scratch(self.inner, self.dtype, "encode-chunk")
         raw = chunk.reshape(-1).view(np.uint8)
         index = np.empty((*self.per_shard, 2), "<u8")
-        pieces, offset = [], 0
+        n_chunks = int(np.prod(self.per_shard))
+        # every compressed chunk goes straight into this thread's shard buffer (sized for incompressible data:
+        # Blosc adds at most 16 bytes), so no list of compressed pieces is held and copied again
+        cap = n_chunks * (raw.nbytes + _BLOSC_OVERHEAD + 4) + index.nbytes + 4
+        out = scratch((cap,), np.uint8, "encode-shard")
+        offset = 0
         for ci in np.ndindex(*self.per_shard):
             lo = [c * i for c, i in zip(ci, self.inner)]
             hi = [min(a + i, e) for a, i, e in zip(lo, self.inner, expect)]
@@ -274,19 +280,17 @@ class ShardEncoder:
             else:
                 chunk[...] = data[part]
             body = self.codec.encode(raw)
-            crc = google_crc32c.value(body).to_bytes(4, "little")
-            pieces += (body, crc)
-            index[ci] = (offset, len(body) + 4)
-            offset += len(body) + 4
+            n = len(body)
+            if offset + n + 4 > cap - index.nbytes - 4:  # cannot happen with Blosc's bound; never write past
+                raise ValueError(f"shard {key} of {self.path}: a compressed chunk exceeds Blosc's size bound")
+            out[offset:offset + n] = np.frombuffer(body, np.uint8)
+            out[offset + n:offset + n + 4] = np.frombuffer(google_crc32c.value(body).to_bytes(4, "little"), np.uint8)
+            index[ci] = (offset, n + 4)
+            offset += n + 4
         index_bytes = index.tobytes()
         total = offset + len(index_bytes) + 4
-        out = scratch((total + (total >> 3),), np.uint8, "encode-shard")  # room for the next shard to be larger
-        pos = 0
-        for p in pieces:
-            out[pos:pos + len(p)] = np.frombuffer(p, np.uint8)
-            pos += len(p)
-        out[pos:pos + len(index_bytes)] = np.frombuffer(index_bytes, np.uint8)
-        out[pos + len(index_bytes):total] = np.frombuffer(
+        out[offset:offset + len(index_bytes)] = np.frombuffer(index_bytes, np.uint8)
+        out[offset + len(index_bytes):total] = np.frombuffer(
             google_crc32c.value(index_bytes).to_bytes(4, "little"), np.uint8)
         fn = self.path / "c" / "/".join(str(k) for k in key)
         return write_file(fn, out[:total])

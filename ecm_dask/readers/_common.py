@@ -202,6 +202,14 @@ def _read_raw_frames(path: str, dtype: np.dtype, offset: int, frame_shape: tuple
     return out
 
 
+def _read_raw_into(source, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
+    """``FrameSource._read_into`` of a source whose frames are one C-ordered raw block (``source._file_dtype`` at
+    ``source._offset``): read straight into ``out``, or None when ``out`` is not of the file's dtype."""
+    if out.dtype != source._file_dtype.newbyteorder("="):
+        return None
+    return _read_raw_frames(source.paths[0], source._file_dtype, source._offset, source.frame_shape, start, stop, out)
+
+
 def _check_file_size(label: str, path: str, offset: int, shape, dtype: np.dtype) -> None:
     """Raise InputError if a raw data block declared by a header does not fit in the file."""
     need = int(offset) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize

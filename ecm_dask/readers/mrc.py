@@ -16,6 +16,7 @@ from ._common import (
     _native_dtype,
     _put,
     _read_raw_frames,
+    _read_raw_into,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -85,9 +86,7 @@ class MrcSource(FrameSource):
         self.metadata = SourceMetadata(pixel_size_nm=pixel, extra=extra)
 
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
-        if out.dtype != self._file_dtype.newbyteorder("="):
-            return None
-        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return _read_raw_into(self, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop)

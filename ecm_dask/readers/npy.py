@@ -14,6 +14,7 @@ from ._common import (
     _check_series_shape,
     _native_dtype,
     _read_raw_frames,
+    _read_raw_into,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -62,9 +63,7 @@ class NpySource(FrameSource):
                                               "npy_fortran_order": fortran})
 
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
-        if self._fortran or out.dtype != self._file_dtype.newbyteorder("="):
-            return None
-        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return None if self._fortran else _read_raw_into(self, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]

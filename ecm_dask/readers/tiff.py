@@ -21,6 +21,7 @@ from ._common import (
     _natural_key,
     _put,
     _read_raw_frames,
+    _read_raw_into,
     _require_file,
 )
 from .base import FrameSource, SourceMetadata
@@ -176,9 +177,7 @@ class TiffStackSource(FrameSource):
                                        extra=extra)
 
     def _read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray | None:
-        if self._mode != "contiguous" or out.dtype != self._file_dtype.newbyteorder("="):
-            return None
-        return _read_raw_frames(self.paths[0], self._file_dtype, self._offset, self.frame_shape, start, stop, out)
+        return None if self._mode != "contiguous" else _read_raw_into(self, start, stop, out)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         path = self.paths[0]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -20,9 +19,9 @@ REFRESH_MS = 2000
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from ..store.direct import write_file
+
+    write_file(path, data)
 
 
 def _save(fig, path: Path) -> None:

@@ -120,11 +120,10 @@ def write_explore(results_path: str | os.PathLike, out: str | os.PathLike, *, ma
     from .report import open_results
 
     page = explore_html(open_results(results_path), title=os.path.basename(os.fspath(results_path)), max_mb=max_mb)
+    from ..store.direct import write_file
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_file(out, page.encode("utf-8"))  # a temporary name, then one rename
     return out
 
 

@@ -97,17 +97,14 @@ def write_file(path: str | os.PathLike, data) -> int:
         return _buffered(path, view)
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        _direct(tmp, view)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno != errno.EINVAL:
-            raise
-        _refused.add(dev)  # this file system does not do O_DIRECT (or not with this alignment)
-        return _buffered(path, view)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
+        try:
+            _direct(tmp, view)
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+            tmp.unlink(missing_ok=True)
+            _refused.add(dev)  # this file system does not do O_DIRECT (or not with this alignment)
+            return _buffered(path, view)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -125,8 +125,9 @@ def test_encoder_writes_what_zarr_writes(tmp_path, shape, shard, inner, dtype, f
     enc = ShardEncoder.open(tmp_path / "mine")
     assert enc is not None
     grid = [-(-n // s) for n, s in zip(shape, shard)]
-    for key in np.ndindex(*grid):
-        enc.write(key, data[tuple(slice(k * s, min((k + 1) * s, n)) for k, s, n in zip(key, shard, shape))])
+    enc.write_region((0,) * len(shape), data)  # every shard of the array, edge shards clipped
+    with pytest.raises(ValueError, match="not on the shard grid"):
+        enc.write_region((1,) + (0,) * (len(shape) - 1), data[1:])
     per_shard = [s // i for s, i in zip(shard, inner)]
     n_index = int(np.prod(per_shard)) * 16
     for key in np.ndindex(*grid):

@@ -178,12 +178,8 @@ class ShardWriter:
             raise ValueError(f"shard {index} needs shape {(stop - start, *self.layout.shape[1:])}, got {data.shape}")
         try:
             encoder = ShardEncoder.open(os.path.join(self.path, S.INTENSITY))
-            if encoder is not None and start % encoder.shard[0] == 0:
-                t = start // encoder.shard[0]
-                for ky in range(-(-encoder.shape[1] // encoder.shard[1])):
-                    for kx in range(-(-encoder.shape[2] // encoder.shard[2])):
-                        y0, x0 = ky * encoder.shard[1], kx * encoder.shard[2]
-                        encoder.write((t, ky, kx), data[:, y0:y0 + encoder.shard[1], x0:x0 + encoder.shard[2]])
+            if encoder is not None:
+                encoder.write_region((start, 0, 0), data)
             else:  # a layout the encoder does not know: zarr writes it
                 arr = zarr.open_array(store=local_store(os.path.join(self.path, S.INTENSITY)), mode="r+",
                                       config={"write_empty_chunks": True})  # every shard file exists: completeness

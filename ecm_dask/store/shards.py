@@ -246,6 +246,19 @@ class ShardEncoder:
         except (KeyError, TypeError, ValueError, ImportError):
             return None
 
+    def write_region(self, origin: tuple[int, ...], data: np.ndarray) -> int:
+        """Write every shard of the region of ``data`` starting at ``origin`` (a shard corner; the region ends at
+        shard boundaries or the array's edge).  Returns the bytes written."""
+        if any(o % s for o, s in zip(origin, self.shard)):
+            raise ValueError(f"{self.path}: region origin {origin} is not on the shard grid {self.shard}")
+        first = [o // s for o, s in zip(origin, self.shard)]
+        counts = [-(-n // s) for n, s in zip(data.shape, self.shard)]
+        total = 0
+        for rel in np.ndindex(*counts):
+            part = tuple(slice(r * s, (r + 1) * s) for r, s in zip(rel, self.shard))
+            total += self.write(tuple(f + r for f, r in zip(first, rel)), data[part])
+        return total
+
     def write(self, key: tuple[int, ...], data: np.ndarray) -> int:
         """Write shard ``key`` (its grid index) from ``data``: the part of the array inside that shard.  Returns
         the bytes written."""

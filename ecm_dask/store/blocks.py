@@ -252,7 +252,12 @@ async def _write_all(store: str, region: dict, names: list[str], blocks) -> None
         index = tuple(region.get(d, slice(None)) for d in dims)
         await arr.setitem(index, np.asarray(data).astype(arr.dtype, copy=False))
 
-    await asyncio.gather(*(one(n, d) for n, d in zip(names, blocks)))
+    # every write runs to its end before an error is raised (none is left pending when a disk-full error ends the
+    # run: asyncio would report it at exit), the first error then stands for the block
+    results = await asyncio.gather(*(one(n, d) for n, d in zip(names, blocks)), return_exceptions=True)
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
 
 
 def _template_writer(ds, dims) -> Callable[[Path], None]:

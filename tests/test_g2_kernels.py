@@ -312,3 +312,13 @@ def test_g2_region_equals_g2_of_the_registered_copy():
     np.testing.assert_array_equal(got.pairs, ref.pairs)
     with pytest.raises(ValueError, match="does not fit"):
         g2_region(region, (by, bx), offsets + h + 1)
+    # written into part of a caller's block (strided, as the g2 stage's task output): the same numbers, in place
+    n_lag = ref.g2.shape[-1]
+    block = np.full((by, bx, n_lag + 3), -7.0, np.float32)
+    into = g2_region(region, (by, bx), offsets, frame_mask=mask, out=block[..., :-3])
+    np.testing.assert_array_equal(block[..., :-3], ref.g2)
+    assert np.shares_memory(into.g2, block) and (block[..., -3:] == -7.0).all()
+    with pytest.raises(ValueError, match="out must be float32"):
+        g2_region(region, (by, bx), offsets, out=np.empty((by, bx, n_lag)))
+    with pytest.raises(ValueError, match="without a copy"):
+        g2_region(region, (by, bx), offsets, out=np.empty((bx, by, n_lag), np.float32).transpose(1, 0, 2))

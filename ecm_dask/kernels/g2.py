@@ -189,25 +189,31 @@ def normalise_multitau(num, head, tail, total, maxval, lags: MultiTauLags, weigh
 
 
 def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[int, int], w: np.ndarray,
-                    lags: MultiTauLags, normalization: str, saturation: float | None):
+                    lags: MultiTauLags, normalization: str, saturation: float | None, out: np.ndarray | None = None):
     """Multi-tau g2 of the ``grid = (ny, nx)`` pixels gathered from ``x (T, ry, rx)`` at per-frame offsets ``oy, ox``
     (see :func:`ecm_dask.kernels._multitau.load_chunk`; bounds checked by the caller).
 
-    Returns g2 (P, n_ch), g2 at lag 0 (P,), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.
+    Returns g2 (P, n_ch) and g2 at lag 0 (P,) as float32 (finished by :func:`_finalise` pixel chunk by pixel
+    chunk: no float64 copy of the whole block), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.  ``out``:
+    a (P, n_ch) float32 array (a view with any strides) to write g2 into instead of a new one.
     """
     from ._multitau import driver_for, load_chunk, load_plain
 
     n_t = x.shape[0]
     n_p = grid[0] * grid[1]
     n_ch = lags.lag.size
+    if out is None:
+        out = np.empty((n_p, n_ch), np.float32)
+    elif out.shape != (n_p, n_ch) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {(n_p, n_ch)}, got {out.dtype} {out.shape}")
     if n_p == 0:
-        return np.empty((0, n_ch)), np.empty(0), _level_weights(w, lags)[0], np.empty(0, np.uint8), np.empty(0)
+        return out, np.empty(0, np.float32), _level_weights(w, lags)[0], np.empty(0, np.uint8), np.empty(0)
     m, n_levels = lags.m, max(lags.n_levels, 1)
     driver = driver_for(m)
     weights = _level_weights(w, lags)
     pairs = weights[0]
-    out = np.empty((n_p, n_ch))
-    lag0 = np.empty(n_p)
+    has_pairs = pairs > 0
+    lag0 = np.empty(n_p, np.float32)
     status = np.zeros(n_p, dtype=np.uint8)
     mean = np.empty(n_p)
     chunk = min(PIXEL_CHUNK, n_p)
@@ -229,8 +235,9 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
             load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
         num[:] = 0.0
         driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
-        out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1] = normalise_multitau(
+        vals, vals0, status[p0:p1], mean[p0:p1] = normalise_multitau(
             num[:n], head[:n], tail[:n], total[:n], maxval[:n], lags, weights, normalization, saturation)
+        _finalise(vals, vals0, status[p0:p1], has_pairs, out[p0:p1], lag0[p0:p1])
     return out, lag0, pairs, status, mean
 
 
@@ -324,7 +331,7 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
         zero = np.zeros(n_t, dtype=np.int64)
         vals, vals0, pairs, status, mean = _multitau_block(xt[:, None, :], zero, zero, (1, xt.shape[1]), w, grid,
                                                            normalization, saturation)
-        ok = status == PIXEL_OK
+        return _pack(vals, vals0, lag, pairs, mean, status, pix_shape)
     else:
         grid = log_lag_bins(n_t, points_per_octave, max_lag)
         x = np.moveaxis(arr, axis, -1).reshape(-1, n_t)
@@ -344,26 +351,37 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
     return _result(vals, vals0, lag, pairs, mean, status, pix_shape)
 
 
-def _result(vals, vals0, lag, pairs, mean, status, pix_shape) -> G2Result:
-    """float32 g2 and lag 0, NaN where the pixel is not ok; unrepresentable values flagged non-finite."""
+def _finalise(vals, vals0, status, has_pairs, out, out0) -> None:
+    """Write float32 g2 and lag 0 of pixels into ``out`` (P, n_ch) and ``out0`` (P,): NaN where the pixel is not ok;
+    values float32 cannot hold (overflow of the float64 sums or of the output, absurd counts) flag the pixel
+    PIXEL_NONFINITE in ``status`` (in place).  ``has_pairs`` (n_ch,) bool: the lag points a pixel is judged by."""
     ok = status == PIXEL_OK
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.where(ok[:, None], vals, np.nan).astype(np.float32)
-        lag0 = np.where(ok, vals0, np.nan).astype(np.float32)
-    # overflow of the float64 sums or of the float32 output (absurd float64 counts): not a number to report
-    unrepresentable = ok & (~np.isfinite(out[:, np.asarray(pairs) > 0]).any(axis=1) | ~np.isfinite(lag0))
+        out[...] = np.where(ok[:, None], vals, np.nan)
+        out0[...] = np.where(ok, vals0, np.nan)
+    unrepresentable = ok & (~np.isfinite(out[:, has_pairs]).any(axis=1) | ~np.isfinite(out0))
     if unrepresentable.any():
         status[unrepresentable] = PIXEL_NONFINITE
         out[unrepresentable] = np.nan
-        lag0[unrepresentable] = np.nan
-    return G2Result(g2=out.reshape(*pix_shape, lag.size), g2_lag0=lag0.reshape(pix_shape), lag=np.asarray(lag),
+        out0[unrepresentable] = np.nan
+
+
+def _pack(out, out0, lag, pairs, mean, status, pix_shape) -> G2Result:
+    return G2Result(g2=out.reshape(*pix_shape, lag.size), g2_lag0=out0.reshape(pix_shape), lag=np.asarray(lag),
                     pairs=np.asarray(pairs, dtype=np.float64), mean=mean.reshape(pix_shape),
                     status=status.reshape(pix_shape))
 
 
+def _result(vals, vals0, lag, pairs, mean, status, pix_shape) -> G2Result:
+    """float32 g2 and lag 0, NaN where the pixel is not ok; unrepresentable values flagged non-finite."""
+    out, out0 = np.empty(vals.shape, np.float32), np.empty(vals0.shape, np.float32)
+    _finalise(vals, vals0, status, np.asarray(pairs) > 0, out, out0)
+    return _pack(out, out0, lag, pairs, mean, status, pix_shape)
+
+
 def g2_region(region, shape: tuple[int, int], offsets=None, *, points_per_octave: int = 8,
               max_lag: int | None = None, normalization: str = "symmetric", frame_mask=None,
-              saturation: float | None = None) -> G2Result:
+              saturation: float | None = None, out: np.ndarray | None = None) -> G2Result:
     """Multi-tau g2 of a ``shape = (ny, nx)`` pixel grid read from a region of frames through per-frame offsets.
 
     Pixel ``(y, x)`` of frame ``t`` is ``region[t, offsets[t, 0] + y, offsets[t, 1] + x]``: with the offsets of a
@@ -377,6 +395,8 @@ def g2_region(region, shape: tuple[int, int], offsets=None, *, points_per_octave
     shape : (ny, nx) of the output grid
     offsets : (T, 2) integers, each frame's (row, column) of the grid's pixel (0, 0) in the region (default 0)
     points_per_octave, max_lag, normalization, frame_mask, saturation : as :func:`g2`
+    out : ``(ny, nx, n_lags)`` float32 array (any strides, e.g. part of a task's output block) the g2 is written
+        into; the result's ``g2`` is then a view of it
 
     Returns
     -------
@@ -402,5 +422,13 @@ def g2_region(region, shape: tuple[int, int], offsets=None, *, points_per_octave
     if saturation is None and np.issubdtype(region.dtype, np.integer):
         saturation = float(np.iinfo(region.dtype).max)
     grid = multitau_lags(n_t, points_per_octave, max_lag)
-    vals, vals0, pairs, status, mean = _multitau_block(region, oy, ox, (ny, nx), w, grid, normalization, saturation)
-    return _result(vals, vals0, grid.lag.astype(np.float64), pairs, mean, status, (ny, nx))
+    flat = None
+    if out is not None:
+        if out.shape != (ny, nx, grid.lag.size) or out.dtype != np.float32:
+            raise ValueError(f"out must be float32 of shape {(ny, nx, grid.lag.size)}, got {out.dtype} {out.shape}")
+        flat = out.reshape(ny * nx, grid.lag.size)
+        if flat.size and not np.shares_memory(flat, out):
+            raise ValueError("out must be viewable as (pixels, lags) without a copy")
+    vals, vals0, pairs, status, mean = _multitau_block(region, oy, ox, (ny, nx), w, grid, normalization, saturation,
+                                                       out=flat)
+    return _pack(vals, vals0, grid.lag.astype(np.float64), pairs, mean, status, (ny, nx))

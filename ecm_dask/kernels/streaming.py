@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .g2 import PIXEL_OK, G2Result, _level_weights, _result, normalise_multitau
+from .g2 import PIXEL_OK, G2Result, _finalise, _level_weights, _pack, normalise_multitau
 from .lags import multitau_lags
 
 #: levels room is reserved for: 2**40 frames.  Arrays are level-major and made with np.zeros, whose pages the
@@ -222,8 +222,9 @@ class MultiTauState:
         weights = _level_weights(np.ones(n_t), lags)
         sat = self.saturation if saturation is None else saturation
         n_p, n_ch = self.n_pixels, lags.lag.size
-        out, lag0 = np.empty((n_p, n_ch)), np.empty(n_p)
+        out, lag0 = np.empty((n_p, n_ch), np.float32), np.empty(n_p, np.float32)
         status, mean = np.empty(n_p, np.uint8), np.empty(n_p)
+        has_pairs = np.asarray(weights[0]) > 0
         chunk = min(RESULT_CHUNK, max(n_p, 1))
         shape = (chunk, n_levels, 2 * self.m)
         num, head, tail, total = np.empty(shape), np.empty(shape), np.empty(shape), np.empty((chunk, n_levels))
@@ -231,9 +232,10 @@ class MultiTauState:
             p1 = min(n_p, p0 + chunk)
             n = p1 - p0
             _gather(self.ring, self.num, self.head, self.total, self.count, n_levels, p0, p1, num, head, tail, total)
-            out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1] = normalise_multitau(
+            vals, vals0, status[p0:p1], mean[p0:p1] = normalise_multitau(
                 num[:n], head[:n], tail[:n], total[:n], self.maxval[p0:p1], lags, weights, normalization, sat)
-        return _result(out, lag0, lags.lag.astype(np.float64), weights[0], mean, status, (n_p,))
+            _finalise(vals, vals0, status[p0:p1], has_pairs, out[p0:p1], lag0[p0:p1])
+        return _pack(out, lag0, lags.lag.astype(np.float64), weights[0], mean, status, (n_p,))
 
     def to_dict(self) -> dict:
         L = self.count.size

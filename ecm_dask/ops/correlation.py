@@ -96,20 +96,21 @@ def _direct_block(ys, xs, shifts, *, path, plan, stored, mode, n_out, method, **
     has_shifts = shifts is not None and shifts.size
     shape = plan.region_shape(y0, y1, x0, x1)
     hy, hx = plan.halo
+    out = np.empty((y1 - y0, x1 - x0, n_out), dtype=np.float32)
     if method == "multitau" and (mode == "integer" or not has_shifts):
         with _one_thread():
             region = _read_region(path, plan, y0, y1, x0, x1, out=scratch(shape, stored))
             offsets = np.zeros((shape[0], 2), dtype=np.int64) + (hy, hx)
             if has_shifts:
                 offsets += source_offsets(shifts, "integer")[0]  # whole pixels, rounded as shift_block does
-            r = K.g2_region(region, (y1 - y0, x1 - x0), offsets, **kw)
-        g, g0, mean, status = r.g2, r.g2_lag0, r.mean.astype(np.float32), r.status
+            # g2 lands in the task's output block: no float64 or separate float32 copy of the block's g2
+            r = K.g2_region(region, (y1 - y0, x1 - x0), offsets, out=out[..., :-3], **kw)
+        g0, mean, status = r.g2_lag0, r.mean.astype(np.float32), r.status
     else:
         region = _read_region(path, plan, y0, y1, x0, x1, dtype=np.float32, fill=np.nan)
         block = shift_block(region, shifts, plan.halo, mode) if has_shifts else region
         g, g0, mean, status = _g2_block(np.moveaxis(block, 0, -1), method=method, **kw)
-    out = np.empty((y1 - y0, x1 - x0, n_out), dtype=np.float32)
-    out[..., :-3] = g
+        out[..., :-3] = g
     out[..., -3], out[..., -2], out[..., -1] = g0, mean, status
     if has_shifts:  # pixels whose source leaves the stored frame in some frame
         cover = coverage(plan.frame, shifts, mode)[y0:y1, x0:x1]

@@ -30,10 +30,18 @@ DAMAGE_WORDS = ("checksum do not match", "shard is too short", "truncated or cor
 
 
 def codecs(compressor=None) -> list:
-    """The bytes-to-bytes codecs of every array ecm_dask writes: a compressor (default zstd), then crc32c."""
-    from zarr.codecs import Crc32cCodec, ZstdCodec
+    """The bytes-to-bytes codecs of every array ecm_dask writes: a compressor, then crc32c.
 
-    return [compressor if compressor is not None else ZstdCodec(), Crc32cCodec()]
+    Default compressor: Blosc LZ4 level 5 with byte shuffle (zarr sets the shuffle's item size from the dtype).
+    On a 128 x 128 x 71 float32 block of real-scale g2 curves it compresses 1.69x in 0.003 s and decodes in 0.002 s,
+    where zstd level 3 (the default before) gave 1.39x in 0.06-0.08 s and 0.008-0.011 s: the shuffle puts the
+    float exponents side by side, and stage outputs are written once per block and read once per stage.
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    if compressor is None:
+        compressor = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    return [compressor, Crc32cCodec()]
 
 
 def checksummed(ds):

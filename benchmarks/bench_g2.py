@@ -5,6 +5,7 @@ Run:  .venv/bin/python benchmarks/bench_g2.py kernel      [--frames 4096 16384] 
                                                           [--workers 2 --memory-limit 1GiB]
       .venv/bin/python benchmarks/bench_g2.py read        [--frames 4000 --side 640 --block 128]
       .venv/bin/python benchmarks/bench_g2.py stage SERIES DRIFT   (e.g. the real-scale benchmark's kept stores)
+      PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/bench_g2.py parts [--frames 4096 16384] [--pixels 4096]
 
 kernel: one thread, 64x64 pixels of Poisson counts (uint16), log-binned g2 (8 points per octave, lags up
 to T/2), side by side in one run: a per-pixel Python loop (as in published ECM code; run on a subset and
@@ -260,6 +261,47 @@ def stage(args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def parts(args):
+    """The multi-tau kernel's two phases apart, one thread: the loader (time-major block -> pixel-major float64
+    rows) and the driver (the level-by-level sums), px-frames per CPU-second, on the float32 (T, P) speckle of
+    bench_peer.py.  Shows where time goes as T grows (a pixel's row is T x 8 bytes: 32 KiB at T = 4096 stays in
+    L1, 128 KiB at 16384 does not)."""
+    from bench_peer import speckle
+
+    from ecm_dask.kernels._multitau import driver_for, load_plain
+    from ecm_dask.kernels.g2 import PIXEL_CHUNK
+    from ecm_dask.kernels.lags import multitau_lags
+
+    print(f"multi-tau kernel phases, one thread, float32 (T, {args.pixels}) speckle, pixel chunks of {PIXEL_CHUNK} "
+          f"(px-frames per CPU-second, best of {args.repeat})")
+    print(f"{'T':>6} {'loader':>10} {'driver':>10} {'both':>10} {'levels':>7}")
+    for n_t in args.frames:
+        x = speckle(n_t, args.pixels)
+        lags = multitau_lags(n_t, 8, None)
+        m, n_levels = lags.m, max(lags.n_levels, 1)
+        drive = driver_for(m)
+        w = np.ones(n_t)
+        pc = PIXEL_CHUNK
+        buf = np.empty((pc, n_t))
+        num = np.zeros((pc, n_levels, 2 * m))
+        head, tail, total, mx = np.empty_like(num), np.empty_like(num), np.empty((pc, n_levels)), np.empty(pc)
+        load_plain(x, 0, pc, w, buf)  # compile / load from numba's cache
+        drive(buf, n_t, m, n_levels, num, head, tail, total, mx)
+        best_l = best_d = np.inf
+        for _ in range(args.repeat):
+            t_l = t_d = 0.0
+            for p0 in range(0, args.pixels - pc + 1, pc):
+                t0 = time.process_time()
+                load_plain(x, p0, p0 + pc, w, buf)
+                t1 = time.process_time()
+                num[:] = 0.0
+                drive(buf, n_t, m, n_levels, num, head, tail, total, mx)
+                t_l, t_d = t_l + t1 - t0, t_d + time.process_time() - t1
+            best_l, best_d = min(best_l, t_l), min(best_d, t_d)
+        n = n_t * (args.pixels // pc) * pc
+        print(f"{n_t:6d} {n / best_l:10.3g} {n / best_d:10.3g} {n / (best_l + best_d):10.3g} {n_levels:7d}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -274,11 +316,15 @@ def main(argv=None):
     r.add_argument("--frames", type=int, default=4000)
     r.add_argument("--side", type=int, default=640)
     r.add_argument("--block", type=int, default=128)
+    pa = sub.add_parser("parts")
+    pa.add_argument("--frames", type=int, nargs="+", default=[4096, 16384])
+    pa.add_argument("--pixels", type=int, default=4096)
+    pa.add_argument("--repeat", type=int, default=3)
     st = sub.add_parser("stage")
     st.add_argument("series")
     st.add_argument("drift")
     args = ap.parse_args(argv)
-    {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage}[args.what](args)
+    {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage, "parts": parts}[args.what](args)
 
 
 if __name__ == "__main__":

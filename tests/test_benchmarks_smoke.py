@@ -57,3 +57,15 @@ def test_read_toy(bench_path, capsys):
     bench_g2.main(["read", "--frames", "100", "--side", "160", "--block", "32"])
     out = capsys.readouterr().out
     assert "no drift: zarr" in out and "halo 10 px: zarr" in out and "shard reader" in out
+
+
+def test_kernel_parts_toy(bench_path, capsys):
+    """The loader and driver phases are timed apart for each length (a rate per phase and for both)."""
+    import bench_g2
+
+    bench_g2.main(["parts", "--frames", "256", "512", "--pixels", "128", "--repeat", "1"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["256", "512"]
+    for r in rows:
+        loader, driver, both = (float(v) for v in r[1:4])
+        assert loader > 0 and driver > 0 and both < min(loader, driver)  # both phases: slower than either alone

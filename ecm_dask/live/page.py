@@ -14,14 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema as S
+from ..store.direct import write_file  # atomic: a temporary name, then one rename
 
 REFRESH_MS = 2000
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    from ..store.direct import write_file
-
-    write_file(path, data)
 
 
 def _save(fig, path: Path) -> None:
@@ -32,7 +27,7 @@ def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    write_file(path, buf.getvalue())
 
 
 def figures(folder: Path, results_path, drift_path=None) -> list[str]:
@@ -123,8 +118,8 @@ def write_page(folder: Path, run, results_path, drift_path=None, update: int = 0
     folder.mkdir(parents=True, exist_ok=True)
     figs = figures(folder, results_path, drift_path)
     payload = _status_payload(run, update, figs)
-    _atomic_write(folder / "index.html", _html(payload).encode())
-    _atomic_write(folder / "status.json", json.dumps(payload, indent=1).encode())
+    write_file(folder / "index.html", _html(payload).encode())
+    write_file(folder / "status.json", json.dumps(payload, indent=1).encode())
     return folder / "index.html"
 
 

@@ -6,6 +6,7 @@ Run:  .venv/bin/python benchmarks/bench_g2.py kernel      [--frames 4096 16384] 
       .venv/bin/python benchmarks/bench_g2.py read        [--frames 4000 --side 640 --block 128]
       .venv/bin/python benchmarks/bench_g2.py stage SERIES DRIFT   (e.g. the real-scale benchmark's kept stores)
       PYTHONPATH=.:benchmarks .venv/bin/python benchmarks/bench_g2.py parts [--frames 4096 16384] [--pixels 4096]
+      .venv/bin/python benchmarks/bench_g2.py codec G2_STORE [--block 128]   (stage-output compressors)
 
 kernel: one thread, 64x64 pixels of Poisson counts (uint16), log-binned g2 (8 points per octave, lags up
 to T/2), side by side in one run: a per-pixel Python loop (as in published ECM code; run on a subset and
@@ -302,6 +303,33 @@ def parts(args):
         print(f"{n_t:6d} {n / best_l:10.3g} {n / best_d:10.3g} {n / (best_l + best_d):10.3g} {n_levels:7d}")
 
 
+def codec(args):
+    """Stage-output compressors on one g2 block of a written g2 store (``g2.zarr``, e.g. the real-scale
+    benchmark's kept checkpoint): compression ratio and seconds to encode and decode, best of ``--repeat``."""
+    import zarr
+    from numcodecs import LZ4, Blosc, Zstd
+
+    g = zarr.open_array(os.path.join(args.store, "g2"), mode="r")
+    b = args.block
+    data = np.ascontiguousarray(g[:b, :b, :]).tobytes()
+    print(f"g2 block {b} x {b} x {g.shape[-1]} float32 from {args.store}")
+    print(f"{'compressor':>22} {'ratio':>6} {'encode s':>9} {'decode s':>9}")
+    candidates = {"zstd 3": Zstd(3), "zstd 1": Zstd(1), "lz4": LZ4(),
+                  "blosc lz4 5 shuffle": Blosc("lz4", 5, Blosc.SHUFFLE, typesize=4),
+                  "blosc lz4 5 bitshuffle": Blosc("lz4", 5, Blosc.BITSHUFFLE, typesize=4),
+                  "blosc zstd 1 shuffle": Blosc("zstd", 1, Blosc.SHUFFLE, typesize=4)}
+    for name, c in candidates.items():
+        enc = dec = np.inf
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            packed = c.encode(data)
+            t1 = time.perf_counter()
+            back = c.decode(packed)
+            enc, dec = min(enc, t1 - t0), min(dec, time.perf_counter() - t1)
+        assert bytes(back) == data
+        print(f"{name:>22} {len(data) / len(packed):6.2f} {enc:9.4f} {dec:9.4f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -320,11 +348,16 @@ def main(argv=None):
     pa.add_argument("--frames", type=int, nargs="+", default=[4096, 16384])
     pa.add_argument("--pixels", type=int, default=4096)
     pa.add_argument("--repeat", type=int, default=3)
+    co = sub.add_parser("codec")
+    co.add_argument("store", help="a g2.zarr")
+    co.add_argument("--block", type=int, default=128)
+    co.add_argument("--repeat", type=int, default=3)
     st = sub.add_parser("stage")
     st.add_argument("series")
     st.add_argument("drift")
     args = ap.parse_args(argv)
-    {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage, "parts": parts}[args.what](args)
+    {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage, "parts": parts,
+     "codec": codec}[args.what](args)
 
 
 if __name__ == "__main__":

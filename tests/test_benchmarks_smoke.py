@@ -69,3 +69,19 @@ def test_kernel_parts_toy(bench_path, capsys):
     for r in rows:
         loader, driver, both = (float(v) for v in r[1:4])
         assert loader > 0 and driver > 0 and both < min(loader, driver)  # both phases: slower than either alone
+
+
+def test_codec_toy(bench_path, tmp_path, capsys):
+    """Every compressor round-trips a g2 block (asserted inside) and gets a ratio and timings."""
+    import bench_g2
+    import numpy as np
+    import zarr
+
+    rng = np.random.default_rng(0)
+    g2 = 1.0 + 0.1 * np.exp(-np.arange(20) / 5.0) + rng.normal(0, 0.01, (16, 16, 20))
+    zarr.create_array(str(tmp_path / "g2.zarr" / "g2"), data=g2.astype(np.float32))
+    bench_g2.main(["codec", str(tmp_path / "g2.zarr"), "--block", "16", "--repeat", "1"])
+    rows = capsys.readouterr().out.splitlines()[2:]
+    ratio = {r[:22].strip(): float(r.split()[-3]) for r in rows}
+    assert len(ratio) == 6 and min(ratio.values()) > 0.9  # no compressor blows the block up
+    assert ratio["blosc lz4 5 shuffle"] > 1.2  # the shuffle groups the float32 exponents of g2 ~ 1

@@ -33,9 +33,10 @@ def codecs(compressor=None) -> list:
     """The bytes-to-bytes codecs of every array ecm_dask writes: a compressor, then crc32c.
 
     Default compressor: Blosc LZ4 level 5 with byte shuffle (zarr sets the shuffle's item size from the dtype).
-    On a 128 x 128 x 71 float32 block of real-scale g2 curves it compresses 1.69x in 0.003 s and decodes in 0.002 s,
-    where zstd level 3 (the default before) gave 1.39x in 0.06-0.08 s and 0.008-0.011 s: the shuffle puts the
-    float exponents side by side, and stage outputs are written once per block and read once per stage.
+    On a 128 x 128 x 71 float32 block of real-scale g2 curves it compresses 1.71x in 0.004 s and decodes in 0.0015 s,
+    where zstd level 3 (the default before) gives 1.55x in 0.04-0.06 s and 0.006-0.008 s
+    (``benchmarks/bench_g2.py codec``): the shuffle puts the float exponents side by side, and stage outputs are
+    written once per block and read once per stage.
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 

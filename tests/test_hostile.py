@@ -21,6 +21,7 @@ from ecm_dask.kernels import drift as KD
 from ecm_dask.kernels.g2 import PIXEL_DARK, PIXEL_NONFINITE, PIXEL_OK, PIXEL_SATURATED, PIXEL_STATUS, g2
 from ecm_dask.kernels.kww import (
     FIT_BAD_INPUT,
+    FIT_NO_DECAY,
     FIT_OK,
     FIT_STATUS,
     FIT_STATUS2,
@@ -245,8 +246,11 @@ curve_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floa
 def check_fit_contract(fit, n_params, codes):
     assert set(np.unique(fit.status)) <= set(codes)
     gone = np.isin(fit.status, (FIT_BAD_INPUT, FIT_TOO_FEW_POINTS))
-    assert np.isnan(fit.params[gone]).all(), "bad input / too few points must have NaN parameters"
-    assert np.isfinite(fit.params[~gone]).all(), "a fitted curve has non-finite parameters"
+    fitted, not_fitted = np.isfinite(fit.params).all(axis=1), np.isnan(fit.params).all(axis=1)
+    assert (fitted | not_fitted).all(), "parameters must be all finite (fitted) or all NaN (not fitted)"
+    assert not_fitted[gone].all(), "bad input / too few points must have NaN parameters"
+    # the only other curves left unfitted: flat or rising by the model-free rule (no decay, 0 iterations)
+    assert (fit.status[not_fitted & ~gone] == FIT_NO_DECAY).all() and (fit.n_iter[not_fitted & ~gone] == 0).all()
     ok = fit.status == FIT_OK
     assert np.isfinite(fit.errors[ok]).all() and np.isfinite(fit.chi2_red[ok]).all()
     assert fit.params.shape[1] == n_params

@@ -11,6 +11,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from ecm_dask.kernels import kww as K
 from ecm_dask.kernels.lags import multitau_lags
+from ecm_dask.kernels.models import kww_guess_raw
 
 T = 4000  # frames of the simulated series
 LAG = multitau_lags(T, 8).lag.astype(np.float64)  # 8 points per octave, 1 .. 1920 frames (71 points)
@@ -261,9 +262,12 @@ def test_pathological_curves_get_status_codes():
             K.initial_guess(g2, LAG)
         got = {name: K.FIT_STATUS[s] for name, s in zip(cases, fit.status)}
         assert all(np.isin(st, want) for st, want in zip(fit.status, expected)), got
+        # not fitted: no usable curve, or flat / rising by the model-free rule (a fit could not change the status)
         no_fit = np.isin(fit.status, (K.FIT_BAD_INPUT, K.FIT_TOO_FEW_POINTS))
+        no_fit[[list(cases).index("flat"), list(cases).index("rising")]] = True
         assert np.isnan(fit.params[no_fit]).all() and (fit.n_iter[no_fit] == 0).all()
-        assert np.isfinite(fit.params[~no_fit]).all()
+        assert np.isnan(fit.errors[no_fit]).all() and np.isnan(fit.chi2_red[no_fit]).all()
+        assert np.isfinite(fit.params[~no_fit]).all() and (fit.n_iter[~no_fit] > 0).all()
         for name in ("some_nan", "one_inf"):
             np.testing.assert_allclose(fit.params[list(cases).index(name)], [1.0, 0.1, 50.0, 0.8], rtol=1e-6)
     # too few for the free parameters: 5 points are enough with beta fixed, 4 never are
@@ -274,6 +278,27 @@ def test_pathological_curves_get_status_codes():
     # no finite lag at all
     fit = K.fit_kww(g2[:2], np.full(n_lag, np.nan))
     assert (fit.status == K.FIT_BAD_INPUT).all()
+
+
+def test_flat_curves_are_not_fitted_and_leave_the_others_bit_identical():
+    """Noise around a flat line: the curves whose model-free contrast is <= 0 keep status no-decay without a fit
+    (NaN parameters, 0 iterations); every other curve's fit is bit-identical to fitting it alone, and so is its
+    status.  Their statuses are the ones a fit of them would give (rule 3 precedes every fit-based rule)."""
+    rng = np.random.default_rng(11)
+    truth, sigma, decaying = _noisy(rng, 200)
+    noise = 1.0 + 1e-3 * rng.normal(size=(200, LAG.size)) * np.sqrt(T / PAIRS)
+    g2 = np.concatenate([decaying, noise])
+    flat = ~(kww_guess_raw(g2, LAG)[:, 1] > 0)  # the model-free contrast (not floored as initial_guess's is)
+    assert flat[200:].sum() > 50 and (~flat).sum() > 150
+    fit = K.fit_kww(g2, LAG, pairs=PAIRS)
+    assert (fit.status[flat] == K.FIT_NO_DECAY).all() and (fit.n_iter[flat] == 0).all()
+    assert np.isnan(fit.params[flat]).all() and np.isnan(fit.cov[flat]).all()
+    alone = K.fit_kww(g2[~flat], LAG, pairs=PAIRS)
+    for name in ("params", "errors", "cov", "chi2_red", "n_iter", "status"):
+        np.testing.assert_array_equal(getattr(fit, name)[~flat], getattr(alone, name), err_msg=name)
+    # with a parameter fixed too: not fitted, all NaN (as a curve of bad input)
+    fixed = K.fit_kww(g2, LAG, pairs=PAIRS, fixed={"beta": 0.8})
+    assert np.isnan(fixed.params[flat]).all() and (fixed.params[~flat & (fixed.n_iter > 0), 3] == 0.8).all()
 
 
 def test_noise_only_pixels_are_not_ok():

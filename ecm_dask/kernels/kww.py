@@ -32,7 +32,9 @@ Status codes (first rule that applies, in this order)
    non-finite value for a fixed parameter; parameters NaN.
 2. ``FIT_TOO_FEW_POINTS``: fewer than ``max(5, n_free + 1)`` usable points; parameters NaN.
 3. ``FIT_NO_DECAY``: the model-free initial contrast (mean of the first 3 points minus the tail
-   baseline) is <= 0: a flat or rising curve, whatever the fit made of it.
+   baseline) is <= 0: a flat or rising curve.  Such a curve is not fitted (its status could not change):
+   parameters, errors and chi2 NaN, 0 iterations.  On noisy maps these are most of the background pixels,
+   which otherwise take the longest fits (a wandering search for a decay that is not there).
 4. ``FIT_TOO_FAST``: fitted tau at or below the first lag (1e-6 relative; the default lower bound of tau
    is the first lag): the decay is faster than the sampling (its contrast is then mostly not significant).
 5. ``FIT_NO_DECAY``: fitted tau beyond the last lag (no decay inside the window), or a contrast that is
@@ -101,7 +103,8 @@ class KWWFit:
     Attributes
     ----------
     params : (N, 4) float64
-        baseline, contrast A, tau (unit of ``lag``), beta; NaN where the status is bad input or too few points.
+        baseline, contrast A, tau (unit of ``lag``), beta; NaN where the status is bad input or too few points,
+        and for the flat or rising curves of status rule 3 (not fitted).
     errors : (N, 4) float64
         standard errors, ``sqrt(diag(cov))``; 0 for fixed parameters.
     cov : (N, 4, 4) float64
@@ -287,7 +290,7 @@ def fit_kww(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baselin
         start[:, PARAMS.index(key)] = value
     unfixable = ~np.isfinite(start[:, ~free]).all(axis=1)  # a non-finite fixed value: not fitted
 
-    res = _lm.solve(KWW.fit_batch, y, t, w, start, free, lo, hi, KWW.taus, max_iter, tol)
+    res = _lm.solve(KWW.fit_batch, y, t, w, start, free, lo, hi, KWW.taus, max_iter, tol, skip=~(raw[:, 1] > 0))
     res.n_points[unfixable] = 0
     params, cov, chi2_red, errors = _lm.to_external(res, start, free, lo, hi, absolute, KWW.taus)
     status = _status(params, errors, res.n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], res.converged)

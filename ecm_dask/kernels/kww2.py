@@ -60,7 +60,7 @@ Status codes (the ``FIT_*`` of :mod:`.kww`, see ``FIT_STATUS2``; first rule that
 2. ``FIT_TOO_FEW_POINTS``: fewer than ``max(5, n_free + 1)`` usable points (8 with all 7 free);
    parameters NaN.
 3. ``FIT_NO_DECAY``: the model-free initial contrast (:func:`.kww.initial_guess`) is <= 0 (flat or rising
-   curve), or the second component is not supported and the one-term fit says ``FIT_NO_DECAY``, or the
+   curve: not fitted, parameters NaN, as in :mod:`.kww`), or the second component is not supported and the one-term fit says ``FIT_NO_DECAY``, or the
    fast tau is beyond the last lag.
 4. ``FIT_NOT_SUPPORTED``: the second component is not supported (F-test or not separable, above).
 5. ``FIT_NO_DECAY``: a total contrast ``A1 + A2`` not positive or not significant (``<= 2 sigma``).
@@ -312,9 +312,11 @@ def fit_kww2(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baseli
     unfixable = ~np.isfinite(start[:, ~free]).all(axis=1)
     swap = all(free[a] and free[b] and lo[a] == lo[b] and hi[a] == hi[b] for a, b in _PAIRS)
 
+    flat = ~(raw[:, 1] > 0)  # no decay by the model-free rule, whatever a fit would make of it: not fitted
     best = None
     for start_k in starts:  # keep the lowest chi2 over the starts
-        res = _lm.solve(KWW2.fit_batch, y, t, w, start_k, free, lo, hi, _TAUS, max_iter, tol, reorder=swap)
+        res = _lm.solve(KWW2.fit_batch, y, t, w, start_k, free, lo, hi, _TAUS, max_iter, tol, reorder=swap,
+                        skip=flat)
         best = res if best is None else _lm.best_of(best, res)
     n_points = best.n_points
     n_points[unfixable] = 0

@@ -261,7 +261,8 @@ def internal_bounds(lo: np.ndarray, hi: np.ndarray, taus) -> tuple[np.ndarray, n
 
 
 def solve(fit_batch, y: np.ndarray, t: np.ndarray, w: np.ndarray, start: np.ndarray, free: np.ndarray,
-          lo: np.ndarray, hi: np.ndarray, taus, max_iter: int, tol: float, reorder: bool = False) -> LMResult:
+          lo: np.ndarray, hi: np.ndarray, taus, max_iter: int, tol: float, reorder: bool = False,
+          skip: np.ndarray | None = None) -> LMResult:
     """One batched Levenberg-Marquardt run of a model's compiled ``fit_batch`` from external ``start``.
 
     Parameters
@@ -272,6 +273,8 @@ def solve(fit_batch, y: np.ndarray, t: np.ndarray, w: np.ndarray, start: np.ndar
     start : (N, P) external starting values (times in the unit of ``t``)
     free : (P,) bool; lo, hi : (P,) external bounds; taus : indices of the times (fitted as log)
     max_iter, tol : solver options; reorder : the model may exchange equivalent components
+    skip : (N,) bool, optional: curves not to fit (their usable points are counted; parameters, covariance and
+        chi2 NaN, 0 iterations), e.g. the ones a model-free rule already gives their status
 
     Returns
     -------
@@ -283,6 +286,8 @@ def solve(fit_batch, y: np.ndarray, t: np.ndarray, w: np.ndarray, start: np.ndar
         for j in taus:
             th0[:, j] = np.log(start[:, j])
         s = np.log(t)
+    if skip is not None:
+        th0[skip] = np.nan  # the compiled loop fits no curve with a non-finite start
     lo_i, hi_i = internal_bounds(lo, hi, taus)
     th = np.empty((n, n_par))
     cov = np.empty((n, n_par, n_par))

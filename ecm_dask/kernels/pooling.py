@@ -37,17 +37,20 @@ def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - 
     ny, nx, nl = g2.shape
     r2 = radius * radius + 0.5
     ref_buf = np.empty((2 * radius + 1) ** 2)
+    usable = np.empty((ny, nx), dtype=np.bool_)  # every point of the curve finite (tested once per pixel)
     for y in range(ny):
         for x in range(nx):
-            lab = labels[y, x]
-            if lab < 0:
-                continue
             ok = True
             for k in range(nl):
                 if not np.isfinite(g2[y, x, k]):
                     ok = False
                     break
-            if not ok:
+            usable[y, x] = ok
+    acc = np.empty(nl)
+    for y in range(ny):
+        for x in range(nx):
+            lab = labels[y, x]
+            if lab < 0 or not usable[y, x]:
                 continue
             ref = log_tau[y, x]
             if not np.isfinite(ref):  # median of the same-label neighbours' estimates
@@ -61,6 +64,7 @@ def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - 
                             m += 1
                 if m > 0:
                     ref = np.median(ref_buf[:m])
+            acc[:] = 0.0
             n = 0
             for dy in range(-radius, radius + 1):
                 for dx in range(-radius, radius + 1):
@@ -68,23 +72,18 @@ def _pool(g2, log_tau, labels, radius, tol, out, n_used):  # pragma: no cover - 
                     if not _inside(y, x, dy, dx, ny, nx, r2):
                         continue
                     if not (dy == 0 and dx == 0):
-                        if labels[yy, xx] != lab:
+                        if labels[yy, xx] != lab or not usable[yy, xx]:
                             continue
                         lt = log_tau[yy, xx]
                         if not (np.isfinite(ref) and np.isfinite(lt) and abs(lt - ref) <= tol):
                             continue
-                        good = True
-                        for k in range(nl):
-                            if not np.isfinite(g2[yy, xx, k]):
-                                good = False
-                                break
-                        if not good:
-                            continue
+                    q = g2[yy, xx]
                     for k in range(nl):
-                        out[y, x, k] += g2[yy, xx, k]
+                        acc[k] += q[k]
                     n += 1
+            o = out[y, x]
             for k in range(nl):
-                out[y, x, k] /= n
+                o[k] = acc[k] / n
             n_used[y, x] = n
 
 
@@ -119,7 +118,7 @@ def adaptive_pool(g2, log_tau, labels, *, radius: int = RADIUS, tol: float = TOL
         raise ValueError(f"radius must be a whole number of pixels >= 0, got {radius!r}")
     if not (tol >= 0):
         raise ValueError(f"tol must be >= 0 (decades of tau), got {tol!r}")
-    out = np.zeros(g.shape)
+    out = np.empty(g.shape)  # pixels never visited (n_used 0) become NaN below
     n_used = np.zeros(g.shape[:2], dtype=np.int32)
     _pool(g, lt, lab, int(radius), float(tol), out, n_used)
     out[n_used == 0] = np.nan

@@ -19,7 +19,9 @@ same checksums), without drift and with a drift-like halo (each shard of frames 
 side); prints seconds per block and GB/s of block, and checks both give the same array.
 
 stage: the g2 stage (``run_g2``, threaded scheduler) on an existing series store, with the shifts of DRIFT
-(a drift.zarr) undone and without drift; prints wall time and pixel-frames/s of each.
+(a drift.zarr) undone and without drift; prints wall time and pixel-frames/s of each, and the ratio to the
+kernel-limited time (the kernel's CPU seconds on the same blocks when the stage runs on one thread, divided by
+the threads).
 
 pipeline: writes a series store of random counts (fast generator, not the synthetic wire) and runs
 correlate() -> to_zarr on a LocalCluster of N single-threaded workers with a memory limit; prints wall
@@ -242,23 +244,50 @@ def read(args):
 
 
 def stage(args):
+    """The g2 stage on 2 threads against its kernel-limited time: the multi-tau kernel's own CPU time on the same
+    blocks when it runs alone (the stage once more on one thread, the kernel's thread CPU seconds summed), divided
+    by the threads.  The ratio is what the read, the drift gather and the writes cost on top of the kernel."""
+    import dask
     import xarray as xr
 
     from ecm_dask.cluster import connect
+    from ecm_dask.kernels import g2 as kernels_g2
     from ecm_dask.pipeline.correlate import run_g2
 
     shifts = xr.open_zarr(args.drift)["shift"].values
+    n = int(np.prod(xr.open_zarr(args.series)["intensity"].shape))
+    kernel_cpu = []
+    original = kernels_g2.g2_region
+
+    def timed(*a, **k):  # the kernel's CPU seconds in this thread (the pool's threads run one task each)
+        t0 = time.thread_time()
+        try:
+            return original(*a, **k)
+        finally:
+            kernel_cpu.append(time.thread_time() - t0)
+
     tmp = tempfile.mkdtemp(dir=os.environ.get("ECM_BENCH_TMP"))
+    kernels_g2.g2_region = timed
     try:
         with connect("threads"):
             for label, sh in (("with drift", shifts), ("without drift", None)):
                 out = os.path.join(tmp, "g2.zarr")
-                t0 = time.perf_counter()
-                run_g2(args.series, out, shifts=sh, progress=False, overwrite=True)
-                wall = time.perf_counter() - t0
-                n = int(np.prod(xr.open_zarr(args.series)["intensity"].shape))
-                print(f"g2 stage {label:>13}: {wall:6.1f} s, {n / wall:.3g} px-frames/s")
+                walls = {}
+                for threads in (args.threads, 1):
+                    kernel_cpu.clear()
+                    with dask.config.set(num_workers=None if threads == args.threads else threads):
+                        t0 = time.perf_counter()
+                        run_g2(args.series, out, shifts=sh, progress=False, overwrite=True)
+                        walls[threads] = (time.perf_counter() - t0, sum(kernel_cpu), len(kernel_cpu))
+                wall, in_stage, blocks = walls[args.threads]
+                alone = walls[1][1]
+                limit = alone / args.threads
+                print(f"g2 stage {label:>13}: {wall:.3g} s on {args.threads} threads ({n / wall:.3g} px-frames/s); "
+                      f"kernel alone {alone:.3g} CPU-s over {blocks} blocks -> kernel-limited {limit:.3g} s, "
+                      f"stage / kernel-limited {wall / limit:.2f}x; kernel in the stage {in_stage:.3g} CPU-s "
+                      f"({in_stage / alone:.2f}x alone); one thread: {walls[1][0]:.3g} s", flush=True)
     finally:
+        kernels_g2.g2_region = original
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -355,6 +384,7 @@ def main(argv=None):
     st = sub.add_parser("stage")
     st.add_argument("series")
     st.add_argument("drift")
+    st.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     {"kernel": kernel, "pipeline": pipeline, "read": read, "stage": stage, "parts": parts,
      "codec": codec}[args.what](args)

@@ -85,3 +85,27 @@ def test_codec_toy(bench_path, tmp_path, capsys):
     ratio = {r[:22].strip(): float(r.split()[-3]) for r in rows}
     assert len(ratio) == 6 and min(ratio.values()) > 0.9  # no compressor blows the block up
     assert ratio["blosc lz4 5 shuffle"] > 1.2  # the shuffle groups the float32 exponents of g2 ~ 1
+
+
+def test_stage_toy(bench_path, tmp_path, capsys):
+    """The g2 stage is timed with and without drift, each against the kernel's own CPU time on the same blocks."""
+    import re
+
+    import bench_g2
+    import numpy as np
+    import xarray as xr
+
+    from ecm_dask.synth import SynthParams, write_synthetic_series
+
+    write_synthetic_series(tmp_path / "s.zarr", SynthParams(ny=48, nx=64, n_frames=120, seed=2), progress=False)
+    shifts = np.stack([np.linspace(0, 3, 120), np.linspace(0, -2, 120)], axis=1)
+    xr.Dataset({"shift": (("time", "axis"), shifts)}).to_zarr(tmp_path / "drift.zarr", consolidated=False)
+    bench_g2.main(["stage", str(tmp_path / "s.zarr"), str(tmp_path / "drift.zarr")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].split()[-2:] for line in lines] == [["with", "drift"], ["without", "drift"]]
+    for line in lines:
+        wall, alone, limit, ratio = (float(v) for v in re.search(
+            r"([\d.e+-]+) s on 2 threads .* kernel alone ([\d.e+-]+) CPU-s .* kernel-limited ([\d.e+-]+) s, "
+            r"stage / kernel-limited ([\d.]+)x", line).groups())
+        assert wall > 0 and alone > 0 and limit == pytest.approx(alone / 2, rel=0.02) and ratio == pytest.approx(
+            wall / limit, rel=0.02)

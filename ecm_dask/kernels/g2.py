@@ -145,7 +145,10 @@ def _level_weights(w: np.ndarray, lags: MultiTauLags):
         w_tot.append(wl.sum())
         for c in np.flatnonzero(lags.level == level):
             k = int(lags.k[c])
-            pairs[c] = np.dot(wl[:-k], wl[k:])
+            # not np.dot: for long series OpenBLAS runs a dot product on its other threads, which then spin (~0.1
+            # CPU-s per g2 call at T = 16384, uncounted work for the caller's core budget); the sum is exact either
+            # way (weights are dyadic fractions)
+            pairs[c] = np.multiply(wl[:-k], wl[k:]).sum()
             w_first[c] = wl[:-k].sum()
             w_last[c] = wl[k:].sum()
     return pairs, w_first, w_last, np.asarray(w_tot)

@@ -320,3 +320,17 @@ def test_a_dm_file_that_is_not_one_frame_is_reported_by_name(tmp_path):
         pytest.skip("shared vendor files absent")
     with pytest.raises(InputError, match=r"test-1\.dm4: holds data of shape \(2, 2, 2\), not one 2-D frame"):
         read_frame(str(src))
+
+
+@pytest.mark.parametrize("roi, message", [("a:b", "Y0:Y1,X0:X1"), ("0:1.5,0:16", "whole pixel"),
+                                          ("inf:1,0:3", "whole pixel"), ((1, 2, 3), "whole pixel"),
+                                          (5, "whole pixel"), ("0:4,0:4", "at least 8 x 8")])
+def test_reference_roi_of_watch_is_checked_before_any_frame(roi, message):
+    """The same text syntax as `run --reference-roi` (ops.regions.roi_from_text), whole pixels only: a clear error
+    naming the option, never a traceback from int() or float()."""
+    from ecm_dask.errors import ParameterError
+    from ecm_dask.live.watch import _roi
+
+    with pytest.raises(ParameterError, match=message):
+        _roi(roi)
+    assert _roi("0:16,2:20") == (0, 16, 2, 20) and _roi((0, 16, 0, 16)) == (0, 16, 0, 16)

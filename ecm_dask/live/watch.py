@@ -45,14 +45,19 @@ N_REFERENCE_FRAMES = 10
 
 
 def _roi(roi) -> tuple[int, int, int, int]:
-    """``"Y0:Y1,X0:X1"`` or a 4-tuple of pixels -> integers, checked."""
+    """``"Y0:Y1,X0:X1"`` or a 4-tuple of whole pixels -> integers, checked (the frame size is not known yet: the
+    frames' bounds are checked when the first frames arrive)."""
+    from ..ops.regions import roi_from_text
+
     if isinstance(roi, str):
-        try:
-            ys, xs = roi.split(",")
-            roi = tuple(int(v) for part in (ys, xs) for v in part.split(":"))
-        except ValueError:
-            raise ParameterError(f"--reference-roi {roi!r} must look like Y0:Y1,X0:X1 (pixels)") from None
-    y0, y1, x0, x1 = (int(v) for v in roi)
+        roi = roi_from_text(roi, "--reference-roi (pixels)")
+    try:
+        vals = [float(v) for v in roi]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) != 4 or not all(np.isfinite(v) and v.is_integer() for v in vals):
+        raise ParameterError(f"--reference-roi must be 4 whole pixel numbers Y0:Y1,X0:X1, got {roi!r}")
+    y0, y1, x0, x1 = (int(v) for v in vals)
     if not (0 <= y0 < y1 and 0 <= x0 < x1) or min(y1 - y0, x1 - x0) < 8:
         raise ParameterError(f"--reference-roi {y0}:{y1},{x0}:{x1} must be a region of at least 8 x 8 pixels")
     return y0, y1, x0, x1

@@ -14,16 +14,22 @@ from .correlation import _as_intensity, _frame_mask
 TIME1, TIME2 = "time1", "time2"
 
 
+def roi_from_text(text: str, what: str = "reference ROI") -> tuple[float, float, float, float]:
+    """``(y0, y1, x0, x1)`` from a ``"Y0:Y1,X0:X1"`` string (numbers, not yet checked against a frame), or a
+    :class:`ParameterError` naming ``what``."""
+    try:
+        ys, xs = text.split(",")
+        (y0, y1), (x0, x1) = (tuple(float(v) for v in part.split(":")) for part in (ys, xs))
+    except ValueError:
+        raise ParameterError(f"{what} {text!r} must look like 'Y0:Y1,X0:X1'") from None
+    return y0, y1, x0, x1
+
+
 def parse_roi(roi, intensity, units: str = "pixel") -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)`` in pixels from a tuple (pixels or nm), a ``"Y0:Y1,X0:X1"`` string or a dict of slices."""
     ny, nx = intensity.sizes[S.Y], intensity.sizes[S.X]
     if isinstance(roi, str):
-        try:
-            ys, xs = roi.split(",")
-            (y0, y1), (x0, x1) = (tuple(float(v) for v in part.split(":")) for part in (ys, xs))
-        except ValueError:
-            raise ParameterError(f"reference ROI {roi!r} must look like 'Y0:Y1,X0:X1'") from None
-        roi = (y0, y1, x0, x1)
+        roi = roi_from_text(roi)
     if isinstance(roi, dict):
         ys, xs = roi.get(S.Y, slice(None)), roi.get(S.X, slice(None))
         yv, xv = intensity[S.Y].values, intensity[S.X].values

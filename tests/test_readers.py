@@ -181,6 +181,19 @@ def test_tiff_folder_natural_order(tmp_path, dtype):
     assert snapshot(folder) == before
 
 
+def test_tiff_folder_frame_changed_or_damaged_after_opening_names_file_and_frame(tmp_path):
+    data = make_series(np.uint16, shape=(5, 4, 3))
+    write_frames(tmp_path / "frames", data, [f"frame_{i}.tif" for i in range(5)])
+    src = open_source(tmp_path / "frames")
+    tifffile.imwrite(tmp_path / "frames" / "frame_2.tif", data[2].T.copy())  # same size, other shape (3 x 4): not silently reshaped
+    with pytest.raises(InputError, match=r"frame_2\.tif: frame 2 has shape \(3, 4\), expected \(4, 3\)"):
+        src.read(0, 5)
+    (tmp_path / "frames" / "frame_3.tif").write_bytes(b"II*\x00 not a tiff any more")
+    with pytest.raises(InputError, match=r"frame_3\.tif: .*frame 3 of .*frames \(5 files\)"):
+        src.read(3, 5)
+    np.testing.assert_array_equal(src.read(0, 2), data[:2])
+
+
 def test_tiff_folder_of_one_multipage_file(tmp_path):
     data = make_series(np.uint16)
     (tmp_path / "f").mkdir()

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..readers._common import _natural_key
+from ..readers._common import read_single_frame as read_frame  # noqa: F401  (re-exported)
 from ..readers.tiff import TIFF_EXTENSIONS
 
 FRAME_EXTENSIONS = (*TIFF_EXTENSIONS, ".dm3", ".dm4")
@@ -41,30 +42,6 @@ def frame_number(name: str) -> int | None:
         return None
     nums = re.findall(r"\d+", os.path.splitext(os.path.basename(name))[0])
     return int(nums[-1]) if nums else None
-
-
-def read_frame(path: str) -> np.ndarray:
-    """One 2-D frame from a single-frame TIFF or DM3/DM4 file (InputError naming the file if it is not one)."""
-    ext = os.path.splitext(path)[1].lower()
-    try:
-        if ext in (".dm3", ".dm4"):
-            from rsciio.digitalmicrograph import file_reader
-
-            images = [s["data"] for s in file_reader(path) if np.ndim(s["data"]) in (2, 3)]
-            if not images:
-                raise ValueError("no image in the file")
-            a = np.asarray(images[0])
-        else:
-            import tifffile
-
-            a = np.asarray(tifffile.imread(path))
-    except Exception as exc:  # noqa: BLE001 - any reader complaint names the file
-        raise InputError(f"{path}: cannot read a frame ({type(exc).__name__}: {exc})") from None
-    if a.ndim == 3 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim != 2:
-        raise InputError(f"{path}: holds data of shape {a.shape}, not one 2-D frame")
-    return a
 
 
 @dataclass

@@ -341,3 +341,28 @@ class RsciioStackSource(FrameSource):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return _rsciio_frames(self._kind, self.paths[0], self._index, self._order, start, stop, **self._kwargs)
+
+
+def read_single_frame(path: str, what: str = "a frame") -> np.ndarray:
+    """One 2-D frame from a single-frame TIFF or DM3/DM4 file (a leading axis of length 1 is dropped); an
+    InputError naming the file and ``what`` was wanted of it if it does not read as one."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext in (".dm3", ".dm4"):
+            from rsciio.digitalmicrograph import file_reader
+
+            images = [s["data"] for s in file_reader(path) if np.ndim(s["data"]) in (2, 3)]
+            if not images:
+                raise ValueError("no image in the file")
+            a = np.asarray(images[0])
+        else:
+            import tifffile
+
+            a = np.asarray(tifffile.imread(path))
+    except Exception as exc:  # noqa: BLE001 - any reader complaint names the file
+        raise InputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from None
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2:
+        raise InputError(f"{path}: holds data of shape {a.shape}, not one 2-D frame ({what})")
+    return a

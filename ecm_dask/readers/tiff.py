@@ -23,6 +23,7 @@ from ._common import (
     _read_raw_frames,
     _read_raw_into,
     _require_file,
+    read_single_frame,
 )
 from .base import FrameSource, SourceMetadata
 
@@ -235,16 +236,11 @@ class TiffFolderSource(FrameSource):
                                        extra=extra)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        import tifffile
-
         out = np.empty((stop - start, *self.frame_shape), dtype=self.dtype)
         for i in range(start, stop):
             p = self.paths[i]
-            try:
-                frame = np.asarray(tifffile.imread(p))
-            except Exception as exc:  # noqa: BLE001
-                raise InputError(f"{p}: cannot read frame {i} of {self.label}: {type(exc).__name__}: {exc}") from None
-            if frame.size != out[0].size:
+            frame = read_single_frame(p, f"frame {i} of {self.label}")
+            if frame.shape != tuple(self.frame_shape):
                 raise InputError(f"{p}: frame {i} has shape {frame.shape}, expected {self.frame_shape} "
                                  "(was the file changed?)")
             out[i - start] = frame.reshape(self.frame_shape)

@@ -104,3 +104,31 @@ def test_series_store_identical_with_and_without_direct_writes(tmp_path, monkeyp
     import xarray as xr
     back = xr.open_zarr(stores["1"], consolidated=True)["intensity"].values
     np.testing.assert_array_equal(back, counts)
+
+
+def test_new_file_is_all_or_nothing_and_refuses_a_file_that_appeared_meanwhile(tmp_path):
+    """store.direct.new_file, the one atomic writer of whole files (write_file, live state, NeXus export)."""
+    from ecm_dask.errors import StoreError
+    from ecm_dask.store.direct import new_file
+
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with new_file(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed while writing")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with new_file(target) as tmp:
+        tmp.write_bytes(b"new")
+        assert target.read_bytes() == b"old"  # nothing visible until the block ends
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    fresh = tmp_path / "fresh.bin"
+    with pytest.raises(StoreError, match=r"fresh\.bin already exists .*; use --force"):
+        with new_file(fresh, replace=False, exists_hint="; use --force") as tmp:
+            tmp.write_bytes(b"mine")
+            fresh.write_bytes(b"theirs")  # another process got there first
+    assert fresh.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "out.bin"]
+    fresh.unlink()
+    with new_file(fresh, replace=False) as tmp:
+        tmp.write_bytes(b"mine")
+    assert fresh.read_bytes() == b"mine" and sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "out.bin"]

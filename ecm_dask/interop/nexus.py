@@ -83,8 +83,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,6 +92,7 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import InputError, ParameterError, StoreError
+from ..store.direct import new_file
 
 #: the application definition written in /entry/definition
 DEFINITION = "NXxpcs"
@@ -313,36 +312,11 @@ def write_nxxpcs(path, *, g2, g2_err, lag_s, frame_time_s, roi_names, roi_map=No
     spec = dict(g2=g2.T.copy(), g2_err=g2_err.T.copy(), lag=lag, frames=frames, frame_time=frame_time_s,
                 names=names, q=q, q_unit=q_unit, rmap=rmap, mask=mask, mean_image=mean_image, n_pixels=n_pixels,
                 fit=fit, meta=meta, out=out)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with new_file(out, replace=overwrite, exists_hint="; pass overwrite=True (ecm-dask export --overwrite) to "
+                                                      "replace it") as tmp:
         _write_nexus(tmp, spec)
         _write_viewer_layout(tmp, spec, out)
-        _publish(tmp, out, overwrite)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
-
-
-def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the complete file into place: never clobber a file that appeared meanwhile unless ``overwrite``."""
-    if overwrite:
-        os.replace(tmp, out)
-        return
-    try:
-        os.link(tmp, out)  # atomic and refuses an existing target
-    except FileExistsError:
-        raise StoreError(f"{out} already exists (created while exporting); pass overwrite=True "
-                         "(ecm-dask export --overwrite) to replace it") from None
-    except OSError:  # a file system without hard links
-        if out.exists():
-            raise StoreError(f"{out} already exists; pass overwrite=True (ecm-dask export --overwrite) to "
-                             "replace it") from None
-        os.replace(tmp, out)
-        return
-    tmp.unlink()
 
 
 def _write_nexus(tmp: Path, spec: dict) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import InputError, ParameterError
 from ..kernels.streaming import MultiTauState
+from ..store.direct import new_file
 from .source import FolderFrames, GrowingStack, open_live_source
 from .windows import WindowTracker
 
@@ -147,7 +148,6 @@ class LiveRun:
     def save(self) -> None:
         folder = live_dir(self.output)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
         meta = {"folder": os.path.abspath(self.source.folder), "used": self.source.used[:self.n_frames],
                 "drift": None if self.drift is None else {"roi": list(self.drift.roi), "margin": self.drift.margin},
                 "frame_time_s": self.frame_time_s, "pixel_size_nm": self.pixel_size_nm,
@@ -163,11 +163,11 @@ class LiveRun:
             arrays.update(drift_ref=self.drift.ref, drift_shift0=self.drift.shift0,
                           drift_shifts=np.asarray(self.drift.shifts).reshape(-1, 2),
                           drift_peaks=np.asarray(self.drift.peaks))
-        with open(tmp, "wb") as f:
+        # one file, replaced in one step: the sums and the list of frames in them change together
+        with new_file(folder / STATE_FILE) as tmp, open(tmp, "wb") as f:
             np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, folder / STATE_FILE)  # the sums and the list of frames in them change together
         self.saved_frames = self.n_frames
 
     @classmethod

@@ -22,6 +22,8 @@ import mmap
 import os
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ALIGN = 4096            # a multiple of every logical block size in use (512, 4096)
@@ -45,15 +47,45 @@ def _buffer() -> mmap.mmap:
     return buf
 
 
-def _buffered(path: Path, view: memoryview) -> int:
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+@contextmanager
+def new_file(path: str | os.PathLike, *, replace: bool = True, exists_hint: str = "") -> Iterator[Path]:
+    """A temporary name beside ``path`` to write the whole file under; moved into place in one step when the block
+    ends, deleted if it raises, so ``path`` only ever holds a complete file (the old one until then).
+
+    ``replace=False`` refuses to clobber a ``path`` that appeared while the file was written: a StoreError naming it
+    (``exists_hint`` appended, e.g. the option that allows replacing).  The temporary name ends in ``.partial``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        with open(tmp, "wb") as f:
-            f.write(view)
-        os.replace(tmp, path)
+        yield tmp
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path, exists_hint)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _link_new(tmp: Path, path: Path, hint: str) -> None:
+    from ..errors import StoreError
+
+    try:
+        os.link(tmp, path)  # atomic, and refuses an existing target
+    except FileExistsError:
+        raise StoreError(f"{path} already exists (created meanwhile){hint}") from None
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise StoreError(f"{path} already exists{hint}") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def _buffered(path: Path, view: memoryview) -> int:
+    with new_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(view)
     return view.nbytes
 
 
@@ -95,20 +127,14 @@ def write_file(path: str | os.PathLike, data) -> int:
         dev = None
     if dev in _refused:
         return _buffered(path, view)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        try:
+        with new_file(path) as tmp:
             _direct(tmp, view)
-        except OSError as err:
-            if err.errno != errno.EINVAL:
-                raise
-            tmp.unlink(missing_ok=True)
-            _refused.add(dev)  # this file system does not do O_DIRECT (or not with this alignment)
-            return _buffered(path, view)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+        _refused.add(dev)  # this file system does not do O_DIRECT (or not with this alignment)
+        return _buffered(path, view)
     return view.nbytes
 
 

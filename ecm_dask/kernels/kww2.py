@@ -60,8 +60,8 @@ Status codes (the ``FIT_*`` of :mod:`.kww`, see ``FIT_STATUS2``; first rule that
 2. ``FIT_TOO_FEW_POINTS``: fewer than ``max(5, n_free + 1)`` usable points (8 with all 7 free);
    parameters NaN.
 3. ``FIT_NO_DECAY``: the model-free initial contrast (:func:`.kww.initial_guess`) is <= 0 (flat or rising
-   curve: not fitted, parameters NaN, as in :mod:`.kww`), or the second component is not supported and the one-term fit says ``FIT_NO_DECAY``, or the
-   fast tau is beyond the last lag.
+   curve: not fitted, parameters NaN, as in :mod:`.kww`), or the second component is not supported and the
+   one-term fit says ``FIT_NO_DECAY``, or the fast tau is beyond the last lag.
 4. ``FIT_NOT_SUPPORTED``: the second component is not supported (F-test or not separable, above).
 5. ``FIT_NO_DECAY``: a total contrast ``A1 + A2`` not positive or not significant (``<= 2 sigma``).
 6. ``FIT_TOO_FAST``: a fitted tau at or below the first lag (1e-6 relative).

@@ -275,7 +275,7 @@ def stage(args):
                 walls = {}
                 for threads in (args.threads, 1):
                     kernel_cpu.clear()
-                    with dask.config.set(num_workers=None if threads == args.threads else threads):
+                    with dask.config.set(num_workers=threads):
                         t0 = time.perf_counter()
                         run_g2(args.series, out, shifts=sh, progress=False, overwrite=True)
                         walls[threads] = (time.perf_counter() - t0, sum(kernel_cpu), len(kernel_cpu))

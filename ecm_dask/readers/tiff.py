@@ -243,7 +243,7 @@ class TiffFolderSource(FrameSource):
             if frame.shape != tuple(self.frame_shape):
                 raise InputError(f"{p}: frame {i} has shape {frame.shape}, expected {self.frame_shape} "
                                  "(was the file changed?)")
-            out[i - start] = frame.reshape(self.frame_shape)
+            out[i - start] = frame
         return out
 
 

@@ -5,7 +5,8 @@ store carries) and throughput, for synthetic series of growing size, in fresh pr
 
 Each size: the series is generated once (not timed), then ``ecm-dask run`` is timed end to end (process start,
 imports and writing results.zarr included), best of ``--repeat`` runs from scratch after one untimed run; the stage
-columns are the pipeline's own measurements (of that run).
+columns are the pipeline's own measurements (of that run).  A last line times the floor no run can go below: a fresh
+process that only imports the libraries every run needs (xarray, dask.array, zarr, numba), best of ``--repeat``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,22 @@ def main() -> None:
             print(f"{size:>14} {wall:7.2f} " + " ".join(f"{p:6.2f}" for p in parts)
                   + f" {wall - sum(parts):6.2f} {nt * ny * nx / wall:12.3g}", flush=True)
             print(json.dumps({"size": size, "wall_s": round(wall, 2), "stage_seconds": took}), file=sys.stderr)
+    floor = import_floor(args.repeat)
+    print(f"floor: a fresh process importing xarray, dask.array, zarr and numba only: {floor:.2f} s (best of "
+          f"{args.repeat})", flush=True)
+
+
+def import_floor(repeat: int) -> float:
+    """Wall seconds of a fresh interpreter that imports only the libraries every run needs (best of ``repeat``,
+    after one untimed start that writes their bytecode)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cmd = [sys.executable, "-c", "import xarray, dask.array, zarr, numba"]
+    walls = []
+    for _ in range(1 + repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        walls.append(time.perf_counter() - t0)
+    return min(walls[1:])
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ def test_stage_toy(bench_path, tmp_path, capsys):
     write_synthetic_series(tmp_path / "s.zarr", SynthParams(ny=48, nx=64, n_frames=120, seed=2), progress=False)
     shifts = np.stack([np.linspace(0, 3, 120), np.linspace(0, -2, 120)], axis=1)
     xr.Dataset({"shift": (("time", "axis"), shifts)}).to_zarr(tmp_path / "drift.zarr", consolidated=False)
-    bench_g2.main(["stage", str(tmp_path / "s.zarr"), str(tmp_path / "drift.zarr")])
+    bench_g2.main(["stage", str(tmp_path / "s.zarr"), str(tmp_path / "drift.zarr"), "--repeat", "1"])
     lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("first g2 stage of the process") and float(lines[-1].split(": ")[1].split()[0]) > 0
+    lines = lines[:-1]
     assert [line.split(":")[0].split()[-2:] for line in lines] == [["with", "drift"], ["without", "drift"]]
     for line in lines:
         wall, alone, limit, ratio = (float(v) for v in re.search(

@@ -152,6 +152,27 @@ def test_dead_saturated_and_dark_pixels_get_nan_and_a_reason(method):
     np.testing.assert_allclose(rf.g2[good], alone.g2, rtol=1e-12)
 
 
+
+def test_multitau_flags_what_float32_cannot_hold_and_empty_windows():
+    """The compiled finisher's statuses: float64 sums that overflow give no finite g2 (non-finite), a symmetric
+    window without intensity is dark, and the standard normalisation of that pixel equals direct sums."""
+    rng = np.random.default_rng(8)
+    x = rng.poisson(40, (3, 256)).astype(np.float64)
+    x[1] = 1e200  # lagged products overflow float64
+    x[2, :128] = 0.0  # no intensity in the first half: the first window of long lags is empty
+    r = g2(x, method="multitau")
+    assert list(r.status) == [PIXEL_OK, PIXEL_NONFINITE, PIXEL_DARK]
+    assert np.isnan(r.g2[1:]).all() and np.isnan(r.g2_lag0[1:]).all() and np.isfinite(r.g2[0]).all()
+    s = g2(x, method="multitau", normalization="standard")
+    assert list(s.status) == [PIXEL_OK, PIXEL_NONFINITE, PIXEL_OK]
+    xi = x[2]
+    for j in range(4):  # level 0: exact lags 1..4
+        k = int(s.lag[j])
+        assert k == j + 1
+        direct = np.mean(xi[:-k] * xi[k:]) / np.mean(xi) ** 2
+        assert s.g2[2, j] == pytest.approx(direct, rel=1e-6)
+    assert s.g2_lag0[2] == pytest.approx(np.mean(xi * xi) / np.mean(xi) ** 2, rel=1e-6)
+
 def test_bad_arguments_name_the_parameter():
     x = np.ones((3, 10))
     with pytest.raises(ValueError, match="method"):

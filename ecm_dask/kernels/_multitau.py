@@ -121,6 +121,80 @@ def load_chunk(x, oy, ox, nx, p0, p1, w, buf):  # pragma: no cover - compiled
     return 0
 
 
+
+@njit(cache=True, nogil=True, inline="always")
+def _put_pixel(p, vals, v0, st, has_pairs, nonfinite, out, out0):  # pragma: no cover - compiled
+    """Write pixel ``p``'s float64 g2 ``vals`` (n_ch,) and lag 0 ``v0`` as float32 into ``out[p]``/``out0[p]``,
+    NaN unless its status ``st`` is ok; an ok pixel float32 cannot hold (no finite value at any lag with pairs,
+    or lag 0 not finite: overflow of the float64 sums or of the output, absurd counts) becomes ``nonfinite``.
+    Returns the status."""
+    if st == 0:
+        any_finite = False
+        for c in range(vals.size):
+            v = np.float32(vals[c])
+            out[p, c] = v
+            if has_pairs[c] and np.isfinite(v):
+                any_finite = True
+        f0 = np.float32(v0)
+        out0[p] = f0
+        if not any_finite or not np.isfinite(f0):
+            st = nonfinite
+    if st != 0:
+        for c in range(vals.size):
+            out[p, c] = np.nan
+        out0[p] = np.nan
+    return st
+
+
+@njit(cache=True, nogil=True)
+def finalise(vals, vals0, status, has_pairs, nonfinite, out, out0):  # pragma: no cover - compiled
+    """:func:`_put_pixel` of every pixel of ``vals`` (P, n_ch) / ``vals0`` (P,); ``status`` (P,) updated in place."""
+    for p in range(vals.shape[0]):
+        status[p] = _put_pixel(p, vals[p], vals0[p], status[p], has_pairs, nonfinite, out, out0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def finish(num, head, tail, total, maxval, level, k, pairs, w_first, w_last, w_tot0, symmetric, saturation,
+           codes, out, out0, status, mean):  # pragma: no cover - compiled
+    """g2 of pixels from their multi-tau sums, written as float32 (the estimator of :mod:`ecm_dask.kernels.g2`).
+
+    ``num``, ``head``, ``tail`` (P, n_levels, 2m), ``total`` (P, n_levels), ``maxval`` (P,): the sums of the
+    driver; ``level``, ``k`` (n_ch,): each channel's level and lag index; ``pairs``, ``w_first``, ``w_last``
+    (n_ch,) and ``w_tot0``: the pixel-independent denominators; ``symmetric``: symmetric (else standard)
+    normalisation; ``saturation``: NaN for none; ``codes``: (non-finite, saturated, dark) status codes.
+    Writes ``out`` (P, n_ch) and ``out0`` (P,) through :func:`_put_pixel`, ``status`` (P,) and ``mean`` (P,).
+    Each value is computed with the same float64 operations, in the same order, as the array formulas of the
+    module docstring (no fastmath): the numbers do not depend on this loop."""
+    nonfinite, saturated, dark = codes
+    n_ch = level.size
+    has_pairs = pairs > 0
+    vals = np.empty(n_ch)
+    for p in range(num.shape[0]):
+        tot0 = total[p, 0]
+        sum2 = num[p, 0, 0]
+        m0 = tot0 / w_tot0
+        mean[p] = m0
+        empty = False
+        for c in range(n_ch):
+            lv, kc = level[c], k[c]
+            corr = num[p, lv, kc] / pairs[c]
+            if symmetric:
+                first = (total[p, lv] - tail[p, lv, kc]) / w_first[c]
+                last = (total[p, lv] - head[p, lv, kc]) / w_last[c]
+                if has_pairs[c] and (not (first > 0) or not (last > 0)):
+                    empty = True  # a window without intensity at a lag point with pairs: g2 undefined
+                vals[c] = corr / (first * last)
+            else:
+                vals[c] = corr / (m0 * m0)
+        st = 0
+        if maxval[p] >= saturation:  # False for NaN (no saturation level)
+            st = saturated
+        if not (m0 > 0) or empty:
+            st = dark
+        if not np.isfinite(tot0) or not np.isfinite(sum2):
+            st = nonfinite
+        status[p] = _put_pixel(p, vals, (sum2 / w_tot0) / (m0 * m0), st, has_pairs, nonfinite, out, out0)
+
 _LAGS_TEMPLATE = '''
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def {name}(b, n, k_lo, out):

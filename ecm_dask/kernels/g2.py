@@ -154,41 +154,27 @@ def _level_weights(w: np.ndarray, lags: MultiTauLags):
     return pairs, w_first, w_last, np.asarray(w_tot)
 
 
-def normalise_multitau(num, head, tail, total, maxval, lags: MultiTauLags, weights, normalization: str,
-                       saturation: float | None):
-    """g2, lag 0, status and mean of pixels from their multi-tau sums (the estimator of the module docstring).
+def finish_multitau(num, head, tail, total, maxval, lags: MultiTauLags, weights, normalization: str,
+                    saturation: float | None, out, out0, status, mean) -> None:
+    """g2 (float32), lag 0, status and mean of pixels from their multi-tau sums (the estimator of the module
+    docstring), written into ``out`` (P, n_ch), ``out0``, ``status`` and ``mean`` (P,): NaN where a pixel is not ok,
+    and a pixel whose values float32 cannot hold (overflow of the float64 sums or of the output, absurd counts) is
+    flagged PIXEL_NONFINITE.
 
     ``num``, ``head``, ``tail`` (P, n_levels, 2m): per level, the lagged products, the sums of the first ``k`` and
     of the last ``k`` (averaged) frames at lag index ``k`` (``num[:, 0, 0]`` the sum of squares); ``total``
     (P, n_levels) the sums per level; ``maxval`` (P,) the largest raw value; ``weights`` from
     :func:`_level_weights`.  Shared by the block correlator and the streaming one
-    (:mod:`ecm_dask.kernels.streaming`), so both give the same numbers from the same sums.
+    (:mod:`ecm_dask.kernels.streaming`), so both give the same numbers from the same sums.  A compiled loop
+    (:func:`ecm_dask.kernels._multitau.finish`) that releases the GIL: the g2 stage's threads never wait for each
+    other here.
     """
+    from ._multitau import finish
+
     pairs, w_first, w_last, w_tot = weights
-    n = total.shape[0]
-    tot0, sum2 = total[:, 0], num[:, 0, 0]
-    c_num = num[:, lags.level, lags.k].T  # (n_ch, P)
-    tot = total[:, lags.level].T
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        m0 = tot0 / w_tot[0]
-        corr = c_num / pairs[:, None]
-        if normalization == "symmetric":
-            first = (tot - tail[:, lags.level, lags.k].T) / w_first[:, None]
-            last = (tot - head[:, lags.level, lags.k].T) / w_last[:, None]
-            den = first * last
-            # a window without intensity (at a lag point with pairs): g2 undefined
-            empty = ((~(first > 0) | ~(last > 0)) & (pairs > 0)[:, None]).any(axis=0)
-        else:
-            den = (m0 * m0)[None, :]
-            empty = np.zeros(n, dtype=bool)
-        out = (corr / den).T
-        lag0 = (sum2 / w_tot[0]) / (m0 * m0)
-    status = np.zeros(n, dtype=np.uint8)
-    if saturation is not None:
-        status[maxval >= saturation] = PIXEL_SATURATED
-    status[~(m0 > 0) | empty] = PIXEL_DARK
-    status[~np.isfinite(tot0) | ~np.isfinite(sum2)] = PIXEL_NONFINITE
-    return out, lag0, status, m0
+    finish(num, head, tail, total, maxval, lags.level, lags.k, pairs, w_first, w_last, float(w_tot[0]),
+           normalization == "symmetric", np.nan if saturation is None else float(saturation),
+           (PIXEL_NONFINITE, PIXEL_SATURATED, PIXEL_DARK), out, out0, status, mean)
 
 
 def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[int, int], w: np.ndarray,
@@ -196,8 +182,8 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
     """Multi-tau g2 of the ``grid = (ny, nx)`` pixels gathered from ``x (T, ry, rx)`` at per-frame offsets ``oy, ox``
     (see :func:`ecm_dask.kernels._multitau.load_chunk`; bounds checked by the caller).
 
-    Returns g2 (P, n_ch) and g2 at lag 0 (P,) as float32 (finished by :func:`_finalise` pixel chunk by pixel
-    chunk: no float64 copy of the whole block), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.  ``out``:
+    Returns g2 (P, n_ch) and g2 at lag 0 (P,) as float32 (finished by :func:`finish_multitau` pixel chunk by
+    pixel chunk: no float64 copy of the whole block), pairs (n_ch,), status (P,), mean (P,) with P = ny * nx.  ``out``:
     a (P, n_ch) float32 array (a view with any strides) to write g2 into instead of a new one.
     """
     from ._multitau import driver_for, load_chunk, load_plain
@@ -215,7 +201,6 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
     driver = driver_for(m)
     weights = _level_weights(w, lags)
     pairs = weights[0]
-    has_pairs = pairs > 0
     lag0 = np.empty(n_p, np.float32)
     status = np.zeros(n_p, dtype=np.uint8)
     mean = np.empty(n_p)
@@ -238,9 +223,8 @@ def _multitau_block(x: np.ndarray, oy: np.ndarray, ox: np.ndarray, grid: tuple[i
             load_chunk(x, oy, ox, grid[1], p0, p1, w, buf)
         num[:] = 0.0
         driver(buf[:n], n_t, m, n_levels, num[:n], head[:n], tail[:n], total[:n], maxval[:n])
-        vals, vals0, status[p0:p1], mean[p0:p1] = normalise_multitau(
-            num[:n], head[:n], tail[:n], total[:n], maxval[:n], lags, weights, normalization, saturation)
-        _finalise(vals, vals0, status[p0:p1], has_pairs, out[p0:p1], lag0[p0:p1])
+        finish_multitau(num[:n], head[:n], tail[:n], total[:n], maxval[:n], lags, weights, normalization, saturation,
+                        out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1])
     return out, lag0, pairs, status, mean
 
 
@@ -357,16 +341,12 @@ def g2(block, *, method: str = "multitau", points_per_octave: int = 8, max_lag: 
 def _finalise(vals, vals0, status, has_pairs, out, out0) -> None:
     """Write float32 g2 and lag 0 of pixels into ``out`` (P, n_ch) and ``out0`` (P,): NaN where the pixel is not ok;
     values float32 cannot hold (overflow of the float64 sums or of the output, absurd counts) flag the pixel
-    PIXEL_NONFINITE in ``status`` (in place).  ``has_pairs`` (n_ch,) bool: the lag points a pixel is judged by."""
-    ok = status == PIXEL_OK
-    with np.errstate(over="ignore", invalid="ignore"):
-        out[...] = np.where(ok[:, None], vals, np.nan)
-        out0[...] = np.where(ok, vals0, np.nan)
-    unrepresentable = ok & (~np.isfinite(out[:, has_pairs]).any(axis=1) | ~np.isfinite(out0))
-    if unrepresentable.any():
-        status[unrepresentable] = PIXEL_NONFINITE
-        out[unrepresentable] = np.nan
-        out0[unrepresentable] = np.nan
+    PIXEL_NONFINITE in ``status`` (in place).  ``has_pairs`` (n_ch,) bool: the lag points a pixel is judged by.
+    The rule of :func:`ecm_dask.kernels._multitau._put_pixel`, which the multi-tau finisher applies too."""
+    from ._multitau import finalise
+
+    finalise(np.ascontiguousarray(vals, dtype=np.float64), np.ascontiguousarray(vals0, dtype=np.float64), status,
+             np.ascontiguousarray(has_pairs, dtype=np.bool_), PIXEL_NONFINITE, out, out0)
 
 
 def _pack(out, out0, lag, pairs, mean, status, pix_shape) -> G2Result:

@@ -6,7 +6,7 @@ every pixel and averaging level it keeps the last ``2m`` values (a ring), the la
 first ``k`` values (``head``), the level's total and the largest raw value.  A new value at a level is multiplied
 with the ring entries ``k`` places back; every second value completes a pair whose mean goes one level up, the
 same pairs the block correlator averages.  :meth:`MultiTauState.result` turns the sums into g2 with the very
-function the block correlator uses (:func:`ecm_dask.kernels.g2.normalise_multitau`), so after the same frames
+function the block correlator uses (:func:`ecm_dask.kernels.g2.finish_multitau`), so after the same frames
 both give the same g2 up to the order of float64 additions (tests: <= 1e-12 relative).
 
 Memory: ``(3 * 2m + 1) * L + 1`` float64 per pixel with ``L = floor(log2 T) + 1`` active levels (a level holds
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .g2 import PIXEL_OK, G2Result, _finalise, _level_weights, _pack, normalise_multitau
+from .g2 import PIXEL_OK, G2Result, _level_weights, _pack, finish_multitau
 from .lags import multitau_lags
 
 #: levels room is reserved for: 2**40 frames.  Arrays are level-major and made with np.zeros, whose pages the
@@ -224,7 +224,6 @@ class MultiTauState:
         n_p, n_ch = self.n_pixels, lags.lag.size
         out, lag0 = np.empty((n_p, n_ch), np.float32), np.empty(n_p, np.float32)
         status, mean = np.empty(n_p, np.uint8), np.empty(n_p)
-        has_pairs = np.asarray(weights[0]) > 0
         chunk = min(RESULT_CHUNK, max(n_p, 1))
         shape = (chunk, n_levels, 2 * self.m)
         num, head, tail, total = np.empty(shape), np.empty(shape), np.empty(shape), np.empty((chunk, n_levels))
@@ -232,9 +231,8 @@ class MultiTauState:
             p1 = min(n_p, p0 + chunk)
             n = p1 - p0
             _gather(self.ring, self.num, self.head, self.total, self.count, n_levels, p0, p1, num, head, tail, total)
-            vals, vals0, status[p0:p1], mean[p0:p1] = normalise_multitau(
-                num[:n], head[:n], tail[:n], total[:n], self.maxval[p0:p1], lags, weights, normalization, sat)
-            _finalise(vals, vals0, status[p0:p1], has_pairs, out[p0:p1], lag0[p0:p1])
+            finish_multitau(num[:n], head[:n], tail[:n], total[:n], self.maxval[p0:p1], lags, weights, normalization,
+                            sat, out[p0:p1], lag0[p0:p1], status[p0:p1], mean[p0:p1])
         return _pack(out, lag0, lags.lag.astype(np.float64), weights[0], mean, status, (n_p,))
 
     def to_dict(self) -> dict:

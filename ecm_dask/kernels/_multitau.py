@@ -9,6 +9,8 @@ For a chunk of pixels ``p0 .. p1`` of a time-major block ``x (T, ry, rx)`` (any 
    products for the lags of the level accumulated in scalar locals (generated, unrolled source) that
    LLVM keeps in vector registers (lag 0, the sum of squares, comes free with level 0); then pairs of
    frames are averaged in place for the next level.  A non-finite value makes the pixel's sum non-finite.
+3. ``finish`` turns the sums into g2 (the estimator of :mod:`ecm_dask.kernels.g2`), the pixel's status and mean,
+   written as float32; the streaming correlator finishes its sums with it too.
 
 Accumulation is float64.  The lag loops may reassociate sums (``fastmath`` reassoc/contract only; NaN
 and infinity semantics are kept).
@@ -121,7 +123,6 @@ def load_chunk(x, oy, ox, nx, p0, p1, w, buf):  # pragma: no cover - compiled
     return 0
 
 
-
 @njit(cache=True, nogil=True, inline="always")
 def _put_pixel(p, vals, v0, st, has_pairs, nonfinite, out, out0):  # pragma: no cover - compiled
     """Write pixel ``p``'s float64 g2 ``vals`` (n_ch,) and lag 0 ``v0`` as float32 into ``out[p]``/``out0[p]``,
@@ -163,8 +164,8 @@ def finish(num, head, tail, total, maxval, level, k, pairs, w_first, w_last, w_t
     (n_ch,) and ``w_tot0``: the pixel-independent denominators; ``symmetric``: symmetric (else standard)
     normalisation; ``saturation``: NaN for none; ``codes``: (non-finite, saturated, dark) status codes.
     Writes ``out`` (P, n_ch) and ``out0`` (P,) through :func:`_put_pixel`, ``status`` (P,) and ``mean`` (P,).
-    Each value is computed with the same float64 operations, in the same order, as the array formulas of the
-    module docstring (no fastmath): the numbers do not depend on this loop."""
+    Plain IEEE float64 (no fastmath), each value one expression of the estimator: the same numbers as the numpy
+    array formulas this loop replaced (checked bit-identical then)."""
     nonfinite, saturated, dark = codes
     n_ch = level.size
     has_pairs = pairs > 0
@@ -194,6 +195,7 @@ def finish(num, head, tail, total, maxval, level, k, pairs, w_first, w_last, w_t
         if not np.isfinite(tot0) or not np.isfinite(sum2):
             st = nonfinite
         status[p] = _put_pixel(p, vals, (sum2 / w_tot0) / (m0 * m0), st, has_pairs, nonfinite, out, out0)
+
 
 _LAGS_TEMPLATE = '''
 @njit(cache=True, nogil=True, fastmath=_FAST)

@@ -43,7 +43,8 @@ def one_line_error(r: subprocess.CompletedProcess) -> str:
 def blocked_reference(blocked_series, tmp_path_factory) -> Path:
     """results.zarr of an uninterrupted single-process run (threads) of ``blocked_series``."""
     out = tmp_path_factory.mktemp("reference") / "results.zarr"
-    ecm_cli("run", blocked_series, "-o", out, "--cluster", "threads", "--block-mb", BLOCK_MB, "--quiet")
+    ecm_cli("run", blocked_series, "-o", out, "--cluster", "threads", "--block-mb", BLOCK_MB, "--quiet",
+            "--no-report")
     return out
 
 

@@ -174,7 +174,8 @@ def cli_cluster(tmp_path):
 def test_pipeline_on_a_command_line_cluster_equals_the_single_process_run(cli_cluster, blocked_series,
                                                                         blocked_reference, tmp_path):
     out = tmp_path / "results.zarr"
-    r = ecm_cli("run", blocked_series, "-o", out, "--cluster", cli_cluster.address, "--block-mb", BLOCK_MB)
+    r = ecm_cli("run", blocked_series, "-o", out, "--cluster", cli_cluster.address, "--block-mb", BLOCK_MB,
+                "--no-report")
     assert f"dask scheduler {cli_cluster.address}: 2 worker(s)" in r.stderr
     assert_same_results(out, blocked_reference)
 
@@ -204,7 +205,8 @@ def test_a_worker_killed_mid_g2_does_not_change_the_result(cli_cluster, blocked_
         c.run(exec, SLOW_BLOCKS, {})
     out = tmp_path / "results.zarr"
     proc = subprocess.Popen([sys.executable, "-m", "ecm_dask", "run", str(blocked_series), "-o", str(out),
-                             "--cluster", cli_cluster.address, "--block-mb", BLOCK_MB, "--quiet"],
+                             "--cluster", cli_cluster.address, "--block-mb", BLOCK_MB, "--quiet",
+                             "--no-report"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ticks = stage_dir(out) / "g2.zarr.partial" / B.DONE / "c"
     deadline = time.time() + 120

@@ -146,7 +146,8 @@ def _ticked(partial) -> int:
 def test_sigkill_mid_g2_then_rerun_resumes_and_equals_an_uninterrupted_run(blocked_series, blocked_reference,
                                                                            tmp_path):
     out = tmp_path / "results.zarr"
-    args = ["run", str(blocked_series), "-o", str(out), "--cluster", "threads", "--block-mb", BLOCK_MB]
+    args = ["run", str(blocked_series), "-o", str(out), "--cluster", "threads", "--block-mb", BLOCK_MB,
+            "--no-report"]
     proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     partial = stage_dir(out) / "g2.zarr.partial"

@@ -46,7 +46,7 @@ def slurm(tmp_path_factory):
 def test_pipeline_on_slurm_workers_equals_the_single_process_run(slurm, blocked_series, blocked_reference, tmp_path):
     out = tmp_path / "results.zarr"
     r = ecm_cli("run", blocked_series, "-o", out, "--profile", "slurm-local", "--workers", "2", "--block-mb",
-                BLOCK_MB, "--quiet", env=slurm, cwd=tmp_path, timeout=600)
+                BLOCK_MB, "--quiet", "--no-report", env=slurm, cwd=tmp_path, timeout=600)
     assert "#SBATCH -p debug" in r.stderr and "for 2 slurm worker(s)" in r.stderr
     logs = list((tmp_path / "ecm-dask-logs").glob("dask-worker-*.err"))
     # the run starts as soon as one worker job has joined (on a busy machine the second may come later)

@@ -149,17 +149,19 @@ def run_stages(series: Path, out: Path, stages: dict, sampler: RssSampler | None
     from ecm_dask.pipeline.drift import run_drift
     from ecm_dask.pipeline.fit import run_fit
     from ecm_dask.pipeline.results import assemble_results
+    from ecm_dask.pipeline.run import series_readahead
     from ecm_dask.pipeline.screen import run_screen
 
     work = out / "stages"
     shifts = None
-    if drift:
-        with stage(stages, "drift", sampler):
-            run_drift(series, work / "drift.zarr", roi=reference_roi, margin=16, figure=work / "drift.png",
-                      progress=progress)
-            shifts = xr.open_zarr(work / "drift.zarr")["shift"].values
-    with stage(stages, "g2", sampler):
-        run_g2(series, work / "g2.zarr", shifts=shifts, progress=progress)
+    with series_readahead(series):  # as run_pipeline: the series read into the page cache during drift
+        if drift:
+            with stage(stages, "drift", sampler):
+                run_drift(series, work / "drift.zarr", roi=reference_roi, margin=16, figure=work / "drift.png",
+                          progress=progress)
+                shifts = xr.open_zarr(work / "drift.zarr")["shift"].values
+        with stage(stages, "g2", sampler):
+            run_g2(series, work / "g2.zarr", shifts=shifts, progress=progress)
     with stage(stages, "screen", sampler):
         run_screen(work / "g2.zarr", work / "screen.zarr", drift_path=work / "drift.zarr" if drift else None)
     with stage(stages, "fit", sampler):

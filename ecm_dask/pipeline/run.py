@@ -187,14 +187,15 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
 
     drift_path = work / "drift.zarr"
     shifts = None
-    if config.drift:
-        stage("drift", "drift.zarr", lambda: run_drift(
-            series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
-            max_shift=config.max_shift, progress=progress))  # its figure: in the report
-        shifts = open_checked(drift_path)["shift"].values
-    n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
-    stage("g2", "g2.zarr", lambda: run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2",
-                                          progress=progress, **config.g2.kwargs(n_frames)))
+    with series_readahead(series_path, needed=not (work / "g2.zarr" / "zarr.json").is_file()):  # the g2 stage reads all of it
+        if config.drift:
+            stage("drift", "drift.zarr", lambda: run_drift(
+                series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,
+                max_shift=config.max_shift, progress=progress))  # its figure: in the report
+            shifts = open_checked(drift_path)["shift"].values
+        n_frames = int(xr.open_zarr(series_path).sizes[S.TIME])
+        stage("g2", "g2.zarr", lambda: run_g2(series_path, work / "g2.zarr", shifts=shifts, resume_key=f"{key}/g2",
+                                              progress=progress, **config.g2.kwargs(n_frames)))
     stage("screen", "screen.zarr", lambda: run_screen(
         work / "g2.zarr", work / "screen.zarr", drift_path=drift_path if config.drift else None,
         surface_nm=config.surface_nm, overwrite=True))
@@ -206,6 +207,20 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
                             screen=work / "screen.zarr", overwrite=True,
                             attrs={S.ATTR_RUN_CONFIG: config.as_dict(), S.ATTR_RUN_FINGERPRINT: key,
                                    S.ATTR_STAGE_SECONDS: seconds})
+
+
+def series_readahead(series_path, *, needed: bool = True):
+    """Read the series into the page cache in the background while the drift stage runs, for the g2 stage
+    (:func:`ecm_dask.store.readahead.warm`): only where the g2 tasks read through this machine's page cache (the
+    threaded scheduler or a LocalCluster) and its checkpoint is not already there."""
+    from contextlib import nullcontext
+
+    from ..compute import active_client
+    from ..store.readahead import warm
+
+    client = active_client()
+    local = client is None or type(getattr(client, "cluster", None)).__name__ == "LocalCluster"
+    return warm(series_path) if needed and local else nullcontext()
 
 
 def _jsonable(value):

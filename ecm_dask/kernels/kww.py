@@ -127,12 +127,12 @@ class KWWFit:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contrast0, converged,
+def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, flat, converged,
             bound_rtol=BOUND_RTOL):
     """Status codes from fit results (vectorised; the precedence of the module docstring).
 
     ``params``/``errors`` (N, 4) external; ``free`` (4,) bool; ``lo``/``hi`` (4,) external bounds;
-    ``contrast0`` (N,) raw model-free starting contrast; ``converged`` (N,) bool.  Errors are NaN where
+    ``flat`` (N,) bool: the curves of rule 3 (model-free starting contrast not > 0); ``converged`` (N,) bool.  Errors are NaN where
     the covariance is singular (then the contrast counts as not significant).  ``bound_rtol``: distance
     (relative) to a bound that counts as on it (also applied to tau at the first lag).
     """
@@ -149,7 +149,7 @@ def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, contras
         status[no_decay] = FIT_NO_DECAY
         if free[_TAU]:
             status[p[:, _TAU] <= lag_first * (1.0 + bound_rtol)] = FIT_TOO_FAST
-        status[~(contrast0 > 0)] = FIT_NO_DECAY
+        status[flat] = FIT_NO_DECAY
     status[n_points < max(5, n_free + 1)] = FIT_TOO_FEW_POINTS
     status[n_points == 0] = FIT_BAD_INPUT
     return status
@@ -290,8 +290,9 @@ def fit_kww(g2, lag, *, sigma=None, pairs=None, bounds=None, fixed=None, baselin
         start[:, PARAMS.index(key)] = value
     unfixable = ~np.isfinite(start[:, ~free]).all(axis=1)  # a non-finite fixed value: not fitted
 
-    res = _lm.solve(KWW.fit_batch, y, t, w, start, free, lo, hi, KWW.taus, max_iter, tol, skip=~(raw[:, 1] > 0))
+    flat = ~(raw[:, 1] > 0)  # status rule 3: not fitted, and no decay whatever a fit would make of them
+    res = _lm.solve(KWW.fit_batch, y, t, w, start, free, lo, hi, KWW.taus, max_iter, tol, skip=flat)
     res.n_points[unfixable] = 0
     params, cov, chi2_red, errors = _lm.to_external(res, start, free, lo, hi, absolute, KWW.taus)
-    status = _status(params, errors, res.n_points, free, lo, hi, lag_first, lag_last, raw[:, 1], res.converged)
+    status = _status(params, errors, res.n_points, free, lo, hi, lag_first, lag_last, flat, res.converged)
     return KWWFit(params=params, errors=errors, cov=cov, chi2_red=chi2_red, n_iter=res.n_iter, status=status)

@@ -48,6 +48,23 @@ def test_stationarity_per_region_and_the_glitch(tmp_path, tau_after, drifting):
     assert {"mean", "suspect"} <= gids and "tau:bulk" in gids
 
 
+def test_a_pooled_run_samples_the_series_at_its_cells_and_still_sees_the_slowdown(tmp_path):
+    """Maps of 2 x 2 pooled cells are on another grid than the frames: each sampled cell is read at the series pixel
+    nearest its centre (the panel used to refuse such maps with a ValueError from the stationarity kernel)."""
+    a, _ = synthetic_frames(400, 48, 48, seed=3, tau_bulk_s=4.0)
+    b, _ = synthetic_frames(400, 48, 48, seed=4, tau_bulk_s=16.0)
+    series = _store(tmp_path, np.concatenate([a, b]), "s.zarr")
+    res = run_pipeline(series, tmp_path / "r.zarr", drift=False, g2_options={"pool": 2}, progress=False)
+    tree = ecm_dask.open_results(res)
+    maps = tree.to_dataset()
+    assert maps.sizes["y"] == 24
+    bulk_ok = int(((maps["status"] == 0) & (tree["regions"].to_dataset()["region"] == 1)).sum())
+    panel = series_panel(open_series(series), tree)
+    bulk = panel["stationarity"]["bulk"]
+    assert bulk["pixels"] == bulk_ok > 10 and bulk["stride"] == 1
+    assert bulk["drifting"] is True and bulk["ratio_last_first"] > 1.5
+
+
 def test_dose_in_electrons_from_the_camera_gain(tmp_path):
     frames, _ = synthetic_frames(120, 32, 32, seed=1, tau_bulk_s=2.0)
     src = ArraySource(frames, frame_time_s=0.5, pixel_size_nm=0.33)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import dask
 import numpy as np
@@ -257,3 +258,31 @@ def test_existing_outputs_are_refused_unless_overwrite(tmp_path):
     with pytest.raises(StoreError, match="not an ecm_dask store"):
         _write(src, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------- one pass over the frames
+@pytest.mark.parametrize("dtype", ["uint16", "int32", "float32"])
+def test_scan_frames_gives_every_frame_mean_and_the_pixel_series_as_numpy_does(tmp_path, dtype):
+    src = _source(shape=(45, 70, 90), dtype=dtype, seed=5)
+    data = src.array.copy()
+    if dtype == "float32":  # NaN pixels are left out of a frame's mean; a frame of NaN only has none
+        data[3, 10:20, 5] = np.nan
+        data[7] = np.nan
+        src = ArraySource(data, frame_time_s=0.25, pixel_size_nm=0.33)
+    path = _write(src, tmp_path / "s.zarr", frames_per_shard=16, tile=32)  # three shards, the last one short
+    intensity = SS.open_series(path)[S.INTENSITY]
+    assert SS.store_backed(intensity) is not None
+    rng = np.random.default_rng(1)
+    sets = [(rng.integers(0, 70, 200), rng.integers(0, 90, 200)), (np.array([0, 69]), np.array([89, 0]))]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of an all-NaN frame
+        expected = np.nanmean(data.astype(np.float64), axis=(1, 2))
+    for label, arr in (("store", intensity), ("dask", intensity + 0)):  # + 0: not the opened store, read by dask
+        mean_t, series = SS.scan_frames(arr, sets)
+        np.testing.assert_allclose(mean_t, expected, rtol=1e-12, equal_nan=True, err_msg=label)
+        assert np.isnan(mean_t[7]) == (dtype == "float32") and np.isfinite(np.delete(mean_t, 7)).all()
+        for (iy, ix), got in zip(sets, series):
+            assert got.shape == (45, iy.size)
+            np.testing.assert_array_equal(got, data[:, iy, ix].astype(got.dtype), err_msg=label)
+    if dtype != "float32":  # integers: the exact sum, so the same float64 as numpy's mean of them
+        assert np.array_equal(SS.scan_frames(intensity)[0], data.astype(np.float64).mean(axis=(1, 2)))

@@ -1,8 +1,9 @@
 """The report's series panel: mean intensity per frame I(t), suspect frames, counts per pixel and frame (the dose
 seen by the camera), and a stationarity check per region (model-free τ of consecutive windows of the series).
 
-Bounded memory at any size: I(t) is one dask reduction over the store; the stationarity check reads the series only
-at the pixels of a sub-grid (every k-th row and column, at most ``max_pixels`` of the region), whose fits are ok.
+Bounded memory at any size: one pass over the series (:func:`ecm_dask.store.series.scan_frames`, a run of stored
+frames per task) gives I(t) and the time series of the pixels the stationarity check uses: the ok pixels of each
+region on a sub-grid (every k-th row and column, at most ``max_pixels`` of them).
 """
 
 from __future__ import annotations
@@ -45,16 +46,47 @@ def dose(mean_counts: float, n_frames: int, *, counts_per_electron: float, frame
             "total_dose_e_per_A2": e_px * n_frames / area_a2}
 
 
+def _nearest(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of the ``grid`` point (ascending) nearest to each of ``values``."""
+    i = np.clip(np.searchsorted(grid, values), 1, max(1, grid.size - 1))
+    if grid.size == 1:
+        return np.zeros(values.shape, dtype=np.intp)
+    return np.where(np.abs(grid[i - 1] - values) <= np.abs(grid[i] - values), i - 1, i).astype(np.intp)
+
+
+def _series_pixels(intensity, maps, sub: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) in the series of the map pixels set in ``sub`` (the map's sub-grid of stride ``k``), matched by
+    coordinate: the same pixel for a map of the series' grid, the pixel nearest the centre of a pooled cell."""
+    rows, cols = (i * k for i in np.nonzero(sub))
+    return (_nearest(np.asarray(intensity[S.Y].values, float), np.asarray(maps[S.Y].values, float)[rows]),
+            _nearest(np.asarray(intensity[S.X].values, float), np.asarray(maps[S.X].values, float)[cols]))
+
+
 def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000,
                  counts_per_electron: float | None = None) -> dict:
     """Numbers of the panel (JSON-ready): I(t), suspect frames, counts per pixel per frame, the dose in electrons
     (with the camera gain: ``counts_per_electron`` or the series attribute), stationarity per region."""
     from ..kernels.stationarity import stationarity_check
+    from ..store.series import scan_frames
     from .ingest import check_gain
 
     intensity = series[S.INTENSITY]
     n_t = intensity.sizes[S.TIME]
-    mean_t = intensity.astype("float64").mean((S.Y, S.X)).compute().values
+    maps = tree.to_dataset().transpose(S.Y, S.X)
+    regions: dict[int, tuple[np.ndarray, int]] = {}  # region code -> (its sub-grid of ok pixels, stride)
+    if S.REGIONS_GROUP in tree.children and n_t >= 16 * n_windows:
+        region = np.asarray(tree[S.REGIONS_GROUP].to_dataset()[S.REGION].transpose(S.Y, S.X).values)
+        ok = np.asarray(maps[S.STATUS].values) == 0
+        for code in (S.REGION_BULK, S.REGION_SURFACE):
+            mask = ok & (region == code)
+            n = int(mask.sum())
+            if n >= 10:
+                k = max(1, math.ceil(math.sqrt(n / max_pixels)))
+                regions[code] = (mask[::k, ::k], k)
+    # one pass over the series: I(t) and the time series of the sampled pixels of each region (only those pixels:
+    # a whole strided sub-grid would be the whole series where the stride is 1)
+    pixels = [_series_pixels(intensity, maps, sub, k) for sub, k in regions.values()]
+    mean_t, sampled = scan_frames(intensity, pixels)
     frame_time = float(series.attrs.get(S.ATTR_FRAME_TIME, 1.0))
     bad = suspect_frames(mean_t)
     out: dict = {"time_s": (np.arange(n_t) * frame_time).tolist(), "mean_intensity": mean_t.tolist(),
@@ -64,20 +96,8 @@ def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000,
     if gain is not None and S.ATTR_PIXEL_SIZE in series.attrs:
         out["dose"] = dose(out["counts_per_pixel_per_frame"], n_t, counts_per_electron=check_gain(gain),
                            frame_time_s=frame_time, pixel_size_nm=float(series.attrs[S.ATTR_PIXEL_SIZE]))
-    maps = tree.to_dataset().transpose(S.Y, S.X)
-    if S.REGIONS_GROUP not in tree.children or n_t < 16 * n_windows:
-        return out
-    region = np.asarray(tree[S.REGIONS_GROUP].to_dataset()[S.REGION].transpose(S.Y, S.X).values)
-    ok = np.asarray(maps[S.STATUS].values) == 0
-    for code in (S.REGION_BULK, S.REGION_SURFACE):
-        mask = ok & (region == code)
-        n = int(mask.sum())
-        if n < 10:
-            continue
-        k = max(1, math.ceil(math.sqrt(n / max_pixels)))
-        sub = mask[::k, ::k]
-        block = intensity.isel({S.Y: slice(None, None, k), S.X: slice(None, None, k)}).values
-        r = stationarity_check(block, n_windows, frame_time=frame_time, pixel_mask=sub)
+    for (code, (sub, k)), block in zip(regions.items(), sampled):
+        r = stationarity_check(block, n_windows, frame_time=frame_time)  # (frames, pixels) in row-major order
         out["stationarity"][S.REGION_NAMES[code]] = {
             "pixels": int(sub.sum()), "stride": k, "window_mid_s": np.asarray(r["t_mid"]).tolist(),
             "tau_s": [None if not np.isfinite(v) else float(v) for v in r["tau"]],

@@ -17,7 +17,8 @@ Steps (times and memory of (1) are reported apart and not counted in the pipelin
    ``--memory-limit`` each; ``threads``: dask's threaded scheduler in this process) the stages of ``ecm-dask
    ingest`` + ``ecm-dask run`` called through their Python API with a timer around each: cluster start,
    ingest (TIFF -> series.zarr), drift (reference ROI suggested automatically unless --reference-roi),
-   g2 (multi-tau, 8 points/octave), fit (KWW), results (results.zarr DataTree).  Per stage: wall time, peak
+   g2 (multi-tau, 8 points/octave), fit (KWW), results (results.zarr DataTree); then, apart from the total, the
+   report ``ecm-dask run`` ends with (``--no-report``: not timed).  Per stage: wall time, peak
    RSS of the whole process tree (this process + LocalCluster nannies/workers; psutil every 0.2 s, summed),
    and this process's own VmHWM (reset before each stage).  The tau map is checked against the ground truth.
 3. the per-pixel-loop approach of published code on ``--subset`` pixels of the series (one core): for each
@@ -128,12 +129,19 @@ def run_mode(mode: str, args, params, raw: Path, workdir: Path, sampler: RssSamp
             ingest(raw, series, frame_time_s=params.frame_time_s, pixel_size_nm=params.pixel_size_nm,
                    temperature_C=params.temperature_C, progress=progress)
         run_stages(series, out, stages, sampler, reference_roi=args.reference_roi, progress=progress)
+        total = time.perf_counter() - t_all
+        report: dict = {}
+        if not args.no_report:  # the default end of `ecm-dask run`, timed apart from the pipeline
+            from ecm_dask.pipeline.report import write_report
+
+            with stage(report, "report", sampler):
+                write_report(out / "results.zarr", out / "report", series_path=series)
         workers = client.scheduler_info()["workers"] if client is not None else {}
     finally:
         ctx.__exit__(None, None, None)
-    total = time.perf_counter() - t_all
     record = {"stages": stages, "total_s": total, "peak_tree_rss_mib": max(s["peak_tree_rss_mib"] for s in
                                                                           stages.values()),
+              "report": report.get("report"),
               "workers": len(workers), "series_store_bytes": _du(series), "results_bytes": _du(out / "results.zarr"),
               "accuracy": accuracy(out / "results.zarr", params, work / "drift.zarr")}
     return record
@@ -293,6 +301,11 @@ def print_report(res: dict) -> None:
         r = res["runs"][m]
         row += f" | {r['total_s']:13.1f} {r['peak_tree_rss_mib']:9.0f} {'':>9}"
     print(row)
+    for m in modes:
+        rep = res["runs"][m].get("report")
+        if rep:
+            print(f"{m}: report (figures, summary, explorer page; the default end of `ecm-dask run`, not in the total): "
+                  f"{rep['wall_s']:.1f} s, tree {rep['peak_tree_rss_mib']:.0f} MiB")
     target = res["target"]
     for m in modes:
         r = res["runs"][m]
@@ -346,6 +359,7 @@ def parse_args(argv=None):
     ap.add_argument("--target-gb", type=float, default=4.0, help="peak-memory target (GB)")
     ap.add_argument("--json", type=Path, help="results JSON (default <workdir>/bench_realscale.json)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--no-report", action="store_true", help="do not time the report after the pipeline")
     return ap.parse_args(argv)
 
 

@@ -132,9 +132,9 @@ def _status(params, errors, n_points, free, lo, hi, lag_first, lag_last, flat, c
     """Status codes from fit results (vectorised; the precedence of the module docstring).
 
     ``params``/``errors`` (N, 4) external; ``free`` (4,) bool; ``lo``/``hi`` (4,) external bounds;
-    ``flat`` (N,) bool: the curves of rule 3 (model-free starting contrast not > 0); ``converged`` (N,) bool.  Errors are NaN where
-    the covariance is singular (then the contrast counts as not significant).  ``bound_rtol``: distance
-    (relative) to a bound that counts as on it (also applied to tau at the first lag).
+    ``flat`` (N,) bool: the curves of rule 3 (model-free starting contrast not > 0); ``converged`` (N,) bool.
+    Errors are NaN where the covariance is singular (then the contrast counts as not significant).
+    ``bound_rtol``: distance (relative) to a bound that counts as on it (also applied to tau at the first lag).
     """
     n = params.shape[0]
     n_free = int(np.count_nonzero(free))

@@ -187,7 +187,8 @@ def _run_locked(series_path, output: Path, config: RunConfig, key: str, *, overw
 
     drift_path = work / "drift.zarr"
     shifts = None
-    with series_readahead(series_path, needed=not (work / "g2.zarr" / "zarr.json").is_file()):  # the g2 stage reads all of it
+    # the g2 stage reads all of the series: it is read into the page cache meanwhile, unless g2 is checkpointed
+    with series_readahead(series_path, needed=not (work / "g2.zarr" / "zarr.json").is_file()):
         if config.drift:
             stage("drift", "drift.zarr", lambda: run_drift(
                 series_path, drift_path, roi=config.reference_roi, units=config.roi_units, margin=config.margin,

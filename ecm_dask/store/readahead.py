@@ -97,7 +97,7 @@ class Warmer:
         return not self._thread.is_alive()
 
     def stop(self) -> None:
-        """Stop after the file at hand and wait for the thread."""
+        """Stop after the window at hand and wait for the thread."""
         self._stop.set()
         self._thread.join()
 

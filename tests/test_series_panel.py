@@ -41,6 +41,10 @@ def test_stationarity_per_region_and_the_glitch(tmp_path, tau_after, drifting):
     assert bulk["drifting"] is drifting
     if drifting:
         assert bulk["ratio_last_first"] > 1.5
+        # a byte budget for the sampled time series (a long series) samples fewer pixels, with the same verdict
+        few = series_panel(open_series(series), ecm_dask.open_results(res), max_bytes=800 * 2 * 200)
+        assert few["stationarity"]["bulk"]["pixels"] <= 200 < bulk["pixels"]
+        assert few["stationarity"]["bulk"]["stride"] > bulk["stride"] and few["stationarity"]["bulk"]["drifting"]
     else:
         assert 0.67 < bulk["ratio_last_first"] < 1.5
     fig = plot_series_panel(panel)

@@ -16,6 +16,8 @@ from .. import schema as S
 
 #: a frame whose mean intensity departs from the running median by more than this many robust sigmas is suspect
 SUSPECT_SIGMAS = 6.0
+#: bytes of sampled pixel time series per region, at most (the stationarity check of a long series samples fewer)
+SAMPLE_BYTES = 256 << 20
 RUNNING_MEDIAN_FRAMES = 21
 
 
@@ -62,10 +64,13 @@ def _series_pixels(intensity, maps, sub: np.ndarray, k: int) -> tuple[np.ndarray
             _nearest(np.asarray(intensity[S.X].values, float), np.asarray(maps[S.X].values, float)[cols]))
 
 
-def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000,
+def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000, max_bytes: int = SAMPLE_BYTES,
                  counts_per_electron: float | None = None) -> dict:
     """Numbers of the panel (JSON-ready): I(t), suspect frames, counts per pixel per frame, the dose in electrons
-    (with the camera gain: ``counts_per_electron`` or the series attribute), stationarity per region."""
+    (with the camera gain: ``counts_per_electron`` or the series attribute), stationarity per region.
+
+    Each region's stationarity check samples at most ``max_pixels`` of its ok pixels, and fewer where their time
+    series would take more than ``max_bytes`` (a long series; never fewer than 100)."""
     from ..kernels.stationarity import stationarity_check
     from ..store.series import scan_frames
     from .ingest import check_gain
@@ -74,6 +79,7 @@ def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000,
     n_t = intensity.sizes[S.TIME]
     maps = tree.to_dataset().transpose(S.Y, S.X)
     regions: dict[int, tuple[np.ndarray, int]] = {}  # region code -> (its sub-grid of ok pixels, stride)
+    max_pixels = max(100, min(int(max_pixels), int(max_bytes) // max(1, n_t * np.dtype(intensity.dtype).itemsize)))
     if S.REGIONS_GROUP in tree.children and n_t >= 16 * n_windows:
         region = np.asarray(tree[S.REGIONS_GROUP].to_dataset()[S.REGION].transpose(S.Y, S.X).values)
         ok = np.asarray(maps[S.STATUS].values) == 0

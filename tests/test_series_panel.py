@@ -22,6 +22,13 @@ def test_suspect_frames_are_the_glitches():
     assert suspect_frames(50 + rng.normal(0, 0.2, 500)).tolist() == []
 
 
+def _two_halves(tau_after: float, seed_after: int) -> np.ndarray:
+    """800 frames of 48 x 48: the bulk relaxes with tau 4 s in the first half and ``tau_after`` in the second."""
+    a, _ = synthetic_frames(400, 48, 48, seed=3, tau_bulk_s=4.0)
+    b, _ = synthetic_frames(400, 48, 48, seed=seed_after, tau_bulk_s=tau_after)
+    return np.concatenate([a, b])
+
+
 def _store(tmp_path, frames, name):
     src = ArraySource(frames, frame_time_s=0.5, pixel_size_nm=0.33)
     return write_series(src, tmp_path / name, resolve_metadata(src), progress=False)
@@ -29,9 +36,7 @@ def _store(tmp_path, frames, name):
 
 @pytest.mark.parametrize("tau_after, drifting", [(4.0, False), (16.0, True)])
 def test_stationarity_per_region_and_the_glitch(tmp_path, tau_after, drifting):
-    a, _ = synthetic_frames(400, 48, 48, seed=3, tau_bulk_s=4.0)
-    b, _ = synthetic_frames(400, 48, 48, seed=3 if not drifting else 4, tau_bulk_s=tau_after)
-    frames = np.concatenate([a, b])
+    frames = _two_halves(tau_after, 3 if not drifting else 4)
     frames[555] = 0  # a blanked frame
     series = _store(tmp_path, frames, "s.zarr")
     res = run_pipeline(series, tmp_path / "r.zarr", drift=False, g2_options={"bad_frames": [555]}, progress=False)
@@ -55,9 +60,7 @@ def test_stationarity_per_region_and_the_glitch(tmp_path, tau_after, drifting):
 def test_a_pooled_run_samples_the_series_at_its_cells_and_still_sees_the_slowdown(tmp_path):
     """Maps of 2 x 2 pooled cells are on another grid than the frames: each sampled cell is read at the series pixel
     nearest its centre (the panel used to refuse such maps with a ValueError from the stationarity kernel)."""
-    a, _ = synthetic_frames(400, 48, 48, seed=3, tau_bulk_s=4.0)
-    b, _ = synthetic_frames(400, 48, 48, seed=4, tau_bulk_s=16.0)
-    series = _store(tmp_path, np.concatenate([a, b]), "s.zarr")
+    series = _store(tmp_path, _two_halves(16.0, 4), "s.zarr")
     res = run_pipeline(series, tmp_path / "r.zarr", drift=False, g2_options={"pool": 2}, progress=False)
     tree = ecm_dask.open_results(res)
     maps = tree.to_dataset()

@@ -220,7 +220,11 @@ def series_readahead(series_path, *, needed: bool = True):
     from ..store.readahead import warm
 
     client = active_client()
-    local = client is None or type(getattr(client, "cluster", None)).__name__ == "LocalCluster"
+    local = client is None
+    if client is not None:
+        from distributed import LocalCluster
+
+        local = isinstance(getattr(client, "cluster", None), LocalCluster)
     return warm(series_path) if needed and local else nullcontext()
 
 

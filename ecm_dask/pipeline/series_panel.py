@@ -48,20 +48,13 @@ def dose(mean_counts: float, n_frames: int, *, counts_per_electron: float, frame
             "total_dose_e_per_A2": e_px * n_frames / area_a2}
 
 
-def _nearest(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Index of the ``grid`` point (ascending) nearest to each of ``values``."""
-    i = np.clip(np.searchsorted(grid, values), 1, max(1, grid.size - 1))
-    if grid.size == 1:
-        return np.zeros(values.shape, dtype=np.intp)
-    return np.where(np.abs(grid[i - 1] - values) <= np.abs(grid[i] - values), i - 1, i).astype(np.intp)
-
-
 def _series_pixels(intensity, maps, sub: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, columns) in the series of the map pixels set in ``sub`` (the map's sub-grid of stride ``k``), matched by
-    coordinate: the same pixel for a map of the series' grid, the pixel nearest the centre of a pooled cell."""
+    coordinate: the same pixel for a map of the series' grid, the pixel nearest the centre of a pooled cell (of two
+    equally near, the later one)."""
     rows, cols = (i * k for i in np.nonzero(sub))
-    return (_nearest(np.asarray(intensity[S.Y].values, float), np.asarray(maps[S.Y].values, float)[rows]),
-            _nearest(np.asarray(intensity[S.X].values, float), np.asarray(maps[S.X].values, float)[cols]))
+    return tuple(intensity.get_index(d).get_indexer(maps[d].values[i], method="nearest")
+                 for d, i in ((S.Y, rows), (S.X, cols)))
 
 
 def series_panel(series, tree, *, n_windows: int = 4, max_pixels: int = 20_000, max_bytes: int = SAMPLE_BYTES,
